@@ -14,15 +14,15 @@ __version__ = "0.1.0.dev0"
 _LAZY: dict[str, str] = {
     "UniMEConfig": "unime_hf.models.configuration_unime",
     "UniMEEmbeddingModel": "unime_hf.models.modeling_unime",
-    "UniMEProcessor": "unime_hf.models.processing_unime",
+    "load_processor": "unime_hf.models.processing_unime",
     "build_tiny_backbone": "unime_hf.testing.tiny",
 }
 
 if TYPE_CHECKING:
-    from unime_hf.models.configuration_unime import UniMEConfig
-    from unime_hf.models.modeling_unime import UniMEEmbeddingModel
-    from unime_hf.models.processing_unime import UniMEProcessor
-    from unime_hf.testing.tiny import build_tiny_backbone
+    from unime_hf.models.configuration_unime import UniMEConfig as UniMEConfig
+    from unime_hf.models.modeling_unime import UniMEEmbeddingModel as UniMEEmbeddingModel
+    from unime_hf.models.processing_unime import load_processor as load_processor
+    from unime_hf.testing.tiny import build_tiny_backbone as build_tiny_backbone
 
 
 def __getattr__(name: str) -> Any:
