@@ -294,7 +294,8 @@ PROCESSOR_CLASSES: dict[str, type] = {
 
 def as_unime_processor(processor: Any, model_type: str):
     """Wrap a stock processor (e.g. `Qwen2VLProcessor`) into the UniME processor of the same backbone."""
-    if isinstance(processor, UniMEItemsMixin):
+    # Duck typing: a processor loaded as remote code is a class from another module copy of this file.
+    if hasattr(processor, "prepare_items"):
         return processor
     if model_type not in PROCESSOR_CLASSES:
         supported = sorted(PROCESSOR_CLASSES)
@@ -327,7 +328,7 @@ def load_processor(name_or_path: str | os.PathLike, **kwargs: Any):
         pass
     try:
         processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True, **kwargs)
-        if isinstance(processor, UniMEItemsMixin):
+        if hasattr(processor, "prepare_items"):
             return processor
         if hasattr(processor, "image_processor") and model_type in PROCESSOR_CLASSES:
             return as_unime_processor(processor, model_type)
