@@ -15,6 +15,7 @@ sibling remote-code files, never `unime_hf`. With transformers alone:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -130,12 +131,14 @@ class UniMEEmbeddingModel(UniMEPreTrainedModel):
         """
         config_kwargs = {key: kwargs.pop(key) for key in ("pooling", "normalize") if key in kwargs}
         backbone = AutoModel.from_pretrained(name_or_path, **kwargs)
-        config = UniMEConfig(backbone_config=backbone.config, **config_kwargs)
+        # Build the (parameter-free) wrapper on the meta device around a copy of the backbone config, then attach the
+        # loaded backbone: nothing is allocated twice and the backbone's attention implementation is kept.
+        config = UniMEConfig(backbone_config=copy.deepcopy(backbone.config), **config_kwargs)
+        config._attn_implementation = backbone.config._attn_implementation
         with torch.device("meta"):
             model = cls(config)
         model.backbone = backbone
         model.config.backbone_config = backbone.config
-        model.config._attn_implementation = backbone.config._attn_implementation
         model.config._name_or_path = str(name_or_path)
         return model
 
