@@ -45,7 +45,6 @@ setup(
     entry_points={"console_scripts": ["unime-hf=unime_hf.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: Apache Software License",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )
