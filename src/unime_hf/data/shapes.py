@@ -1349,6 +1349,10 @@ class ShapesTruth:
         """The scene an image shows."""
         return self.scenes[self._key(image)]
 
+    def crop(self, image: str) -> tuple[str, str, str]:
+        """The (shape, colour, size) a grounding crop shows."""
+        return self.crops[self._key(image)]
+
     def meaning(self, text: str) -> dict[str, Any]:
         """What a text of the world means (its kind and structured spec, question or reference)."""
         return dict(self.texts[text])
