@@ -22,8 +22,10 @@ from unime_hf.data.shapes import (
     class_label,
     exact_spec,
     generate_shapes_world,
+    is_one_off,
     load_shapes_compositional,
     load_shapes_eval,
+    load_shapes_gallery,
     load_shapes_train,
     question_text,
     render_scene,
@@ -226,6 +228,16 @@ def test_compositional(world, truth):
             QuerySpec.from_json(truth.meaning(t)["spec"]) for t in (row["caption"], row["negative_caption"])
         )
         assert satisfies(scene, caption) and not satisfies(scene, negative), row
+
+
+def test_gallery_has_one_attribute_off_families(world, truth):
+    gallery = load_shapes_gallery(world[0])
+    signatures = sorted({truth.scene(image).signature for image in gallery["image"]})
+    assert len(signatures) == len(gallery)  # every scene of the world is unique
+    neighbours = sum(is_one_off(("scene", a), ("scene", b)) for a in signatures for b in signatures)
+    assert neighbours >= len(signatures)  # on average each image has at least one neighbour one attribute off
+    for image, caption in zip(gallery["image"], gallery["caption"]):
+        assert satisfies(truth.scene(image), QuerySpec.from_json(truth.meaning(caption)["spec"]))
 
 
 def test_cli(tmp_path, capsys):

@@ -25,6 +25,8 @@ _LAZY: dict[str, str] = {
     "generate_shapes_world": "unime_hf.data.shapes",
     "load_shapes_train": "unime_hf.data.shapes",
     "load_shapes_eval": "unime_hf.data.shapes",
+    "load_shapes_compositional": "unime_hf.data.shapes",
+    "load_shapes_gallery": "unime_hf.data.shapes",
     "ShapesTruth": "unime_hf.data.shapes",
     "satisfies": "unime_hf.data.shapes",
 }
@@ -50,7 +52,9 @@ if TYPE_CHECKING:
         ShapesTruth,
         ShapesWorldConfig,
         generate_shapes_world,
+        load_shapes_compositional,
         load_shapes_eval,
+        load_shapes_gallery,
         load_shapes_train,
         satisfies,
     )
@@ -83,6 +87,8 @@ __all__ = [
     "generate_shapes_world",
     "load_shapes_train",
     "load_shapes_eval",
+    "load_shapes_compositional",
+    "load_shapes_gallery",
     "ShapesTruth",
     "satisfies",
 ]

@@ -533,6 +533,12 @@ class _Vocab:
         return {"shape": self.shapes, "colour": self.colours, "size": self.sizes, "cell": self.cells}[attribute]
 
 
+def _object_count(rng: random.Random, config: ShapesWorldConfig) -> int:
+    """Scenes of n objects are drawn with weight min(n, 3): busy scenes are the hard ones."""
+    counts = range(config.min_objects, config.max_objects + 1)
+    return rng.choices(counts, weights=[min(n, 3) for n in counts])[0]
+
+
 def sample_scene(
     rng: random.Random,
     vocab: _Vocab,
@@ -608,10 +614,13 @@ def exact_spec(scene: Scene) -> QuerySpec:
     return QuerySpec(tuple(ObjectSpec.of(o) for o in scene.objects), exact=True)
 
 
-def _pick_attributes(rng: random.Random, required: Sequence[str] = ()) -> tuple[str, ...]:
+def _pick_attributes(rng: random.Random, required: Sequence[str] = (), at_least: int = 1) -> tuple[str, ...]:
     weights = {"shape": 0.8, "colour": 0.8, "size": 0.35, "cell": 0.12}
     picked = [name for name in ATTRIBUTES if name in required or rng.random() < weights[name]]
-    return tuple(picked) or (rng.choice(("shape", "colour")),)
+    for name in rng.sample(["shape", "colour"], 2):  # too few: add the colour or the shape
+        if len(picked) < at_least and name not in picked:
+            picked.append(name)
+    return tuple(name for name in ATTRIBUTES if name in picked)
 
 
 def sample_partial_spec(
@@ -629,8 +638,10 @@ def sample_partial_spec(
     if focus is None:
         rng.shuffle(chosen)
     required = ("shape", "colour") if rich else ()
+    at_least = 2 if kind == "one" else 1  # a lone "an image with a circle" would hold for a third of the world
     specs = tuple(
-        ObjectSpec.of(o, _pick_attributes(rng, ("shape", "colour") if o is focus else required)) for o in chosen
+        ObjectSpec.of(o, _pick_attributes(rng, ("shape", "colour") if o is focus else required, at_least))
+        for o in chosen
     )
     relations: tuple[tuple[int, str, int], ...] = ()
     if kind == "relation":
@@ -772,6 +783,9 @@ def _save_png(image: Image.Image, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ world writer
 
 
+Candidate = tuple[str, str, Any]  # (text, image, key for the one-attribute-off test)
+
+
 @dataclass
 class _Row:
     """One pair or eval row before writing: query (text, image) and candidates (text, image, key) gold first."""
@@ -857,9 +871,7 @@ class _World:
         """A scene not yet in the world, with one object from `focus` if given, that `accept` accepts."""
         cfg = self.config
         for _ in range(1000):
-            scene = sample_scene(
-                rng, self.vocab, combos, rng.randint(cfg.min_objects, cfg.max_objects), cfg.jitter, focus
-            )
+            scene = sample_scene(rng, self.vocab, combos, _object_count(rng, cfg), cfg.jitter, focus)
             if self.is_new(scene) and (accept is None or accept(scene)):
                 return scene
         raise RuntimeError("could not sample a new scene: the world is too small for the requested counts")
@@ -986,8 +998,6 @@ def _training_pairs(world: _World, rng: random.Random, images: list[str]) -> lis
 
 
 # ------------------------------------------------------------------------------------------------- eval sets
-
-Candidate = tuple[str, str, Any]  # (text, image, key for the one-attribute-off test)
 
 
 def _eval_pool(world: _World, task: str, allowed: set[tuple[str, str]]) -> list[Candidate]:
@@ -1614,6 +1624,22 @@ def load_shapes_eval(
         for name, info in sets.items()
         if split is None or info["split"] == split
     }
+
+
+def load_shapes_gallery(out_dir: str | os.PathLike, *, check_images: bool = True) -> datasets.Dataset:
+    """Every in-distribution eval image with its full caption (``image``, ``caption``), for gallery-wide retrieval
+    (Recall@K over the whole gallery, dense in one-attribute-off families)."""
+    import datasets
+
+    out_dir = Path(out_dir).absolute()
+    rows = [
+        {"image": os.path.normpath(out_dir / row["image"]), "caption": row["caption"]}
+        for row in _read_jsonl(out_dir / "gallery.jsonl")
+    ]
+    missing = [row["image"] for row in rows if check_images and not os.path.isfile(row["image"])]
+    if missing:
+        raise FileNotFoundError(f"{out_dir / 'gallery.jsonl'}: {len(missing)} image files missing, first {missing[0]}")
+    return datasets.Dataset.from_list(rows)
 
 
 def load_shapes_compositional(out_dir: str | os.PathLike, *, check_images: bool = True) -> datasets.Dataset:
