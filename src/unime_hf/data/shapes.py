@@ -101,7 +101,7 @@ CROP_CANDIDATE = "<|image_1|>\nRepresent the given cropped image of the object."
 
 TASKS: tuple[str, ...] = ("t2i", "i2t", "vqa", "classification", "grounding")
 META_TASKS = {"t2i": "retrieval", "i2t": "retrieval", "vqa": "vqa", "classification": "classification"}
-META_TASKS["grounding"] = "grounding"
+META_TASKS.update(grounding="grounding")
 EVAL_NAMES = {
     "t2i": "t2i_retrieval",
     "i2t": "i2t_retrieval",
@@ -426,11 +426,10 @@ def answer(scene: Scene, question: Question) -> str | None:
     raise ValueError(f"unknown question kind {question.kind!r}")
 
 
-def largest(scene: Scene, sizes: Sequence[str] = tuple(SIZES)) -> ShapeObject | None:
+def largest(scene: Scene) -> ShapeObject | None:
     """The single largest object, or `None` when several share the largest size."""
-    rank = {size: index for index, size in enumerate(sizes)}
-    top = max(rank[o.size] for o in scene.objects)
-    biggest = [o for o in scene.objects if rank[o.size] == top]
+    top = max(SIZES[o.size] for o in scene.objects)
+    biggest = [o for o in scene.objects if SIZES[o.size] == top]
     return biggest[0] if len(biggest) == 1 else None
 
 
@@ -916,53 +915,103 @@ def _pair(
 ) -> _Row | None:
     """One training pair (or the gold of an eval row) of `task` on the scene `image`; None if the scene can't serve.
 
-    Eval queries name colour and shape of every object they mention (more one-attribute-off distractors) and,
-    held out, the held-out object."""
-    scene, grid = world.scenes[image], world.vocab.grid
+    Eval queries more often use full captions and name colour and shape of every object they mention (more
+    one-attribute-off distractors); held-out ones are about the scene's held-out object."""
+    makers: dict[str, Callable[..., _Row | None]] = {"t2i": _t2i_row, "i2t": _i2t_row, "vqa": _vqa_row}
+    makers.update(classification=_classification_row, grounding=_grounding_row)
+    if task not in makers:
+        raise ValueError(f"unknown task {task!r}; tasks are {list(TASKS)}")
+    scene = world.scenes[image]
     focus = _focus(world, scene) if heldout else None
-    full_share = 0.5 if evaluation else 0.35
-    if task == "t2i":
-        full = rng.random() < full_share
-        spec = exact_spec(scene) if full else sample_partial_spec(rng, scene, focus, rich=evaluation)
-        query = world.text(
-            T2I_QUERY.format(caption=caption_text(spec, grid)), {"kind": "find_image", "spec": spec.to_json()}
-        )
-        return _Row(
-            task, query, "", [(world.image_candidate(), image, ("scene", scene.signature))], {"spec": spec.to_json()}
-        )
-    if task == "i2t":
-        full = rng.random() < full_share
-        spec = exact_spec(scene) if full else sample_partial_spec(rng, scene, focus, rich=evaluation)
-        query = world.text(I2T_QUERY, {"kind": "describe"})
-        return _Row(task, query, image, [(world.caption(spec), "", _spec_key(spec))], {"spec": spec.to_json()})
-    if task == "vqa":
-        question = sample_question(rng, scene, world.vocab, set(world.all_combos if heldout else world.seen), focus)
-        reply = answer(scene, question)
-        query = world.text(
-            VQA_QUERY.format(question=question_text(question, grid)),
-            {"kind": "question", "question": question.to_json()},
-        )
-        row = [(world.text(reply, {"kind": "answer"}), "", _answer_key(question, reply))]
-        return _Row(task, query, image, row, {"question": question.to_json(), "answer": reply})
-    if task == "classification":
-        label, big = class_label(scene), largest(scene, world.config.sizes)
-        if label is None:
-            return None
-        query = world.text(CLS_QUERY, {"kind": "classify"})
-        key = ("leaves", {"count": len(scene.objects), "colour": big.colour, "shape": big.shape})
-        return _Row(task, query, image, [(world.text(label, {"kind": "label"}), "", key)], {"label": label})
-    if task == "grounding":
-        obj = focus or rng.choice(scene.objects)
-        ref = rng.choice(unique_refs(scene, obj))
-        query = world.text(
-            GROUND_QUERY.format(ref=referring_expression(ref, grid)), {"kind": "ground", "ref": ref.to_json()}
-        )
-        crop = world.add_crop(obj.shape, obj.colour, obj.size)
-        key = ("leaves", {"shape": obj.shape, "colour": obj.colour, "size": obj.size})
-        return _Row(
-            task, query, image, [(world.text(CROP_CANDIDATE, {"kind": "crop"}), crop, key)], {"ref": ref.to_json()}
-        )
-    raise ValueError(f"unknown task {task!r}")
+    return makers[task](world, rng, image, scene, focus, evaluation, heldout)
+
+
+def _caption_spec(rng: random.Random, scene: Scene, focus: ShapeObject | None, evaluation: bool) -> QuerySpec:
+    if rng.random() < (0.5 if evaluation else 0.35):
+        return exact_spec(scene)
+    return sample_partial_spec(rng, scene, focus, rich=evaluation)
+
+
+def _t2i_row(
+    world: _World,
+    rng: random.Random,
+    image: str,
+    scene: Scene,
+    focus: ShapeObject | None,
+    evaluation: bool,
+    heldout: bool,
+) -> _Row:
+    spec = _caption_spec(rng, scene, focus, evaluation)
+    caption = caption_text(spec, world.vocab.grid)
+    query = world.text(T2I_QUERY.format(caption=caption), {"kind": "find_image", "spec": spec.to_json()})
+    gold = (world.image_candidate(), image, ("scene", scene.signature))
+    return _Row("t2i", query, "", [gold], {"spec": spec.to_json()})
+
+
+def _i2t_row(
+    world: _World,
+    rng: random.Random,
+    image: str,
+    scene: Scene,
+    focus: ShapeObject | None,
+    evaluation: bool,
+    heldout: bool,
+) -> _Row:
+    spec = _caption_spec(rng, scene, focus, evaluation)
+    query = world.text(I2T_QUERY, {"kind": "describe"})
+    return _Row("i2t", query, image, [(world.caption(spec), "", _spec_key(spec))], {"spec": spec.to_json()})
+
+
+def _vqa_row(
+    world: _World,
+    rng: random.Random,
+    image: str,
+    scene: Scene,
+    focus: ShapeObject | None,
+    evaluation: bool,
+    heldout: bool,
+) -> _Row:
+    question = sample_question(rng, scene, world.vocab, set(world.all_combos if heldout else world.seen), focus)
+    reply = answer(scene, question)
+    text = VQA_QUERY.format(question=question_text(question, world.vocab.grid))
+    query = world.text(text, {"kind": "question", "question": question.to_json()})
+    gold = (world.text(reply, {"kind": "answer"}), "", _answer_key(question, reply))
+    return _Row("vqa", query, image, [gold], {"question": question.to_json(), "answer": reply})
+
+
+def _classification_row(
+    world: _World,
+    rng: random.Random,
+    image: str,
+    scene: Scene,
+    focus: ShapeObject | None,
+    evaluation: bool,
+    heldout: bool,
+) -> _Row | None:
+    label, big = class_label(scene), largest(scene)
+    if label is None:
+        return None
+    key = ("leaves", {"count": len(scene.objects), "colour": big.colour, "shape": big.shape})
+    gold = (world.text(label, {"kind": "label"}), "", key)
+    return _Row("classification", world.text(CLS_QUERY, {"kind": "classify"}), image, [gold], {"label": label})
+
+
+def _grounding_row(
+    world: _World,
+    rng: random.Random,
+    image: str,
+    scene: Scene,
+    focus: ShapeObject | None,
+    evaluation: bool,
+    heldout: bool,
+) -> _Row:
+    obj = focus or rng.choice(scene.objects)
+    ref = rng.choice(unique_refs(scene, obj))
+    text = GROUND_QUERY.format(ref=referring_expression(ref, world.vocab.grid))
+    query = world.text(text, {"kind": "ground", "ref": ref.to_json()})
+    key = ("leaves", {"shape": obj.shape, "colour": obj.colour, "size": obj.size})
+    gold = (world.text(CROP_CANDIDATE, {"kind": "crop"}), world.add_crop(obj.shape, obj.colour, obj.size), key)
+    return _Row("grounding", query, image, [gold], {"ref": ref.to_json()})
 
 
 def _focus(world: _World, scene: Scene) -> ShapeObject | None:
@@ -971,12 +1020,12 @@ def _focus(world: _World, scene: Scene) -> ShapeObject | None:
 
 
 def _answer_key(question: Question, reply: str) -> tuple[str, dict[str, Any]]:
-    category = {"colour": "colour", "shape": "shape", "size": "size", "where": "cell", "count": "count"}
-    category["exists"] = "yes_no"
-    if question.kind == "relation":
-        size, colour, shape = reply.split(" ", 1)[1].split(" ")
+    """Answers are one attribute off when they name the same kind of thing with one value changed."""
+    if question.kind == "relation":  # "a small red circle"
+        size, colour, shape = reply.split(" ")[1:]
         return ("leaves", {"size": size, "colour": colour, "shape": shape})
-    return ("leaves", {category[question.kind]: reply})
+    category = {"where": "cell", "exists": "yes_no"}.get(question.kind, question.kind)
+    return ("leaves", {category: reply})
 
 
 def _training_pairs(world: _World, rng: random.Random, images: list[str]) -> list[_Row]:
@@ -1073,10 +1122,9 @@ def _eval_scene_filter(world: _World, task: str, heldout: bool) -> Callable[[Sce
     """Classification needs a single largest object (held out: of a held-out combination)."""
     if task != "classification":
         return None
-    sizes = world.config.sizes
 
     def accept(scene: Scene) -> bool:
-        big = largest(scene, sizes)
+        big = largest(scene)
         return big is not None and (not heldout or (big.colour, big.shape) in world.heldout)
 
     return accept
