@@ -128,8 +128,9 @@ def test_same_seed_same_bytes(world, tmp_path):
     first, second = files_of(out), files_of(tmp_path / "again")
     assert sorted(first) == sorted(second)
     assert [name for name in first if first[name] != second[name]] == []
-    generate_shapes_world(tmp_path / "other", ShapesWorldConfig.preset("tiny", seed=8))
-    assert (tmp_path / "other" / "train.jsonl").read_bytes() != first["train.jsonl"]
+    generate_shapes_world(tmp_path / "again", ShapesWorldConfig.preset("tiny", seed=8, heldout_queries=0))
+    assert (tmp_path / "again" / "train.jsonl").read_bytes() != first["train.jsonl"]
+    assert not list((tmp_path / "again" / "eval").glob("heldout_*"))  # the earlier world is replaced, not mixed
 
 
 def test_layout_and_statistics(world):

@@ -43,6 +43,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1504,7 +1505,7 @@ def generate_shapes_world(out_dir: str | os.PathLike, config: ShapesWorldConfig 
 
     Args:
         out_dir (`str` or `os.PathLike`):
-            The folder to write (created; files of an earlier world there are overwritten).
+            The folder to write (created; an earlier world there is replaced, other files are left alone).
         config (`ShapesWorldConfig`, *optional*, defaults to `ShapesWorldConfig()`):
             Sizes, vocabulary and seed.
 
@@ -1523,6 +1524,7 @@ def generate_shapes_world(out_dir: str | os.PathLike, config: ShapesWorldConfig 
     start = time.perf_counter()
     config = config or ShapesWorldConfig()
     out_dir = Path(out_dir)
+    _remove_previous_world(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     world = _World(config, out_dir)
     rng = lambda part: random.Random(f"shapes-{config.seed}-{part}")  # noqa: E731 - one stream per part
@@ -1583,6 +1585,22 @@ def generate_shapes_world(out_dir: str | os.PathLike, config: ShapesWorldConfig 
     stats = {**stats, "seconds": round(time.perf_counter() - start, 2)}
     logger.info("shapes world written to %s in %.1f s", out_dir, stats["seconds"])
     return stats
+
+
+WORLD_FILES = ("world.json", "train.jsonl", "corpus.jsonl", "compositional.jsonl", "gallery.jsonl")
+WORLD_FOLDERS = ("images", "eval", "meta", "truth")
+
+
+def _remove_previous_world(out_dir: Path) -> None:
+    """Removes the files and folders of a world generated there before (recognised by its world.json), so that no
+    stale image or eval set survives a smaller world."""
+    if not (out_dir / "world.json").is_file():
+        return
+    logger.info("replacing the shapes world in %s", out_dir)
+    for name in WORLD_FOLDERS:
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    for name in WORLD_FILES:
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def _statistics(

@@ -89,7 +89,7 @@ def format_statistics(stats: dict[str, Any], out_dir: str | Path = "") -> str:
             f"train {task} queries with several true corpus items (false negatives): {numbers['queries']} "
             f"({numbers['share']:.1%}), {numbers['true_items_per_query']} true items per query"
         )
-    lines.append("held-out combos: " + ", ".join(stats["heldout_combos"]))
+    lines.append("held-out combos: " + (", ".join(stats["heldout_combos"]) or "none"))
     lines.append("")
     header = f"{'eval set':<28}{'split':<7}{'queries':>8}{'candidates':>12}{'hard neg/query':>16}{'false neg':>11}"
     lines += [header, "-" * len(header)]
