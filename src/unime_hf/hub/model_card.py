@@ -21,9 +21,9 @@ Results (a dict, or the path of a JSON file) come in any of three shapes:
    ... }
    ```
 
-   `overall`, `ind` and `ood` at the top level and everything under `mmeb`, `per_dataset` or `meta_task(s)` are MMEB results (dataset
-   `TIGER-Lab/MMEB-eval`); `retrieval` and `compositional` hold image-text retrieval and SugarCrepe-style results;
-   any other key is a section of its own, named after the key.
+   `overall`, `ind` and `ood` at the top level and everything under `mmeb`, `per_dataset` or `meta_task(s)` are
+   MMEB results (dataset `TIGER-Lab/MMEB-eval`); `retrieval` and `compositional` hold image-text retrieval and
+   SugarCrepe-style results; any other key is a section of its own, named after the key.
 3. A flat mapping `{dataset: {metric: value}}`, e.g. `{"ImageNet-1K": {"p@1": 71.2}, "flickr30k": {"t2i_r@1": 79.8}}`.
 
 Scalars at the top level (`"model": "..."`) are metadata and skipped; `None` values (not computed) are skipped. Values
