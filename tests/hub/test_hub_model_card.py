@@ -53,9 +53,7 @@ TRAINING = {
 
 
 def _eval_values(card: ModelCard) -> dict[tuple, object]:
-    return {
-        (r.dataset_type, r.dataset_config, r.metric_type): r.metric_value for r in (card.data.eval_results or [])
-    }
+    return {(r.dataset_type, r.dataset_config, r.metric_type): r.metric_value for r in (card.data.eval_results or [])}
 
 
 def _embedding_card(**overrides) -> ModelCard:
