@@ -163,6 +163,34 @@ def test_search_top_k_matches_brute_force_with_ties(kwargs):
     assert idx[0].tolist() == [3, 40]
 
 
+def test_near_ties_resolve_identically_across_backends_and_chunkings():
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal(64)
+    # 6 items (fewer than the re-scoring margin of 8) within float32 rounding of each other: kernels and block
+    # shapes round their similarities differently, the float64 re-scoring settles them the same way
+    near = base + 1e-7 * rng.standard_normal((6, 64))
+    corpus = np.concatenate([near, rng.standard_normal((400, 64))]).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    queries = np.concatenate([base[None], rng.standard_normal((20, 64))]).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = queries.astype(np.float64) @ corpus.astype(np.float64).T
+    expected = np.stack([np.lexsort((np.arange(len(row)), -row))[:5] for row in exact])
+    variants = [{"use_faiss": False}, {"use_faiss": False, "query_chunk_size": 3, "corpus_chunk_size": 7}]
+    if _has_faiss():
+        variants.append({"use_faiss": True, "query_chunk_size": 4})
+    for kwargs in variants:
+        _, idx = search_top_k(queries, corpus, 5, **kwargs)
+        np.testing.assert_array_equal(idx, expected)
+
+
+def _has_faiss() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def test_search_k_larger_than_corpus_and_bad_shapes():
     corpus = np.eye(3, dtype=np.float32)
     sims, idx = search_top_k(np.eye(3, dtype=np.float32)[:1], corpus, 10, use_faiss=False)

@@ -31,6 +31,7 @@ CANDIDATE_SIMILARITIES = "candidate_similarities"
 
 DEFAULT_QUERY_CHUNK_SIZE = 1024
 DEFAULT_CORPUS_CHUNK_SIZE = 16384
+RESCORE_MARGIN = 8
 _HASH_BATCH_SIZE = 10_000
 
 
@@ -127,8 +128,10 @@ def _model_name(model: Any) -> str:
 class ExactSearcher:
     """Exact maximum-inner-product search over a fixed corpus, with deterministic ties.
 
-    Results are sorted by similarity (descending), ties broken by corpus index (ascending), and the selected set is
-    the same whatever the backend: the top-k under the order `(-similarity, index)`. Pass unit vectors for cosine.
+    Results are sorted by similarity (descending), ties broken by corpus index (ascending), and are the same whatever
+    the backend or chunk sizes: the backend shortlists the top `k + 8` by float32 similarity, and the shortlist is
+    re-scored in float64 and cut to the top-k under the order `(-similarity, index)`. (Only more than 8 items
+    within float32 rounding, about 1e-7, of the k-th could make backends differ.) Pass unit vectors for cosine.
 
     Args:
         corpus (`np.ndarray` or `torch.Tensor`):
@@ -163,6 +166,8 @@ class ExactSearcher:
         corpus_tensor = torch.as_tensor(corpus, dtype=torch.float32)
         if corpus_tensor.ndim != 2 or corpus_tensor.shape[0] == 0:
             raise ValueError(f"corpus must be a non-empty [n, dim] matrix, got shape {tuple(corpus_tensor.shape)}.")
+        if not bool(torch.isfinite(corpus_tensor).all()):
+            raise ValueError("corpus embeddings contain NaN or infinite values.")
         self.corpus = corpus_tensor.contiguous()
         self.query_chunk_size = query_chunk_size
         self.corpus_chunk_size = corpus_chunk_size
@@ -196,17 +201,24 @@ class ExactSearcher:
             raise ValueError(
                 f"queries must be a [q, {self.corpus.shape[1]}] matrix, got shape {tuple(queries_tensor.shape)}."
             )
+        if not bool(torch.isfinite(queries_tensor).all()):
+            raise ValueError("query embeddings contain NaN or infinite values.")
         k = min(k, self.corpus.shape[0])
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}.")
         sims_out = np.empty((queries_tensor.shape[0], k), dtype=np.float32)
         idx_out = np.empty((queries_tensor.shape[0], k), dtype=np.int64)
+        # The backends shortlist a few more than k by float32 similarity; the shortlist is re-scored in float64 so
+        # that near-ties (float32 rounding differs between BLAS kernels and block shapes) resolve the same way
+        # whatever the backend, chunk sizes or number of processes.
+        shortlist = min(k + RESCORE_MARGIN, self.corpus.shape[0])
         for start in range(0, queries_tensor.shape[0], self.query_chunk_size):
             block = queries_tensor[start : start + self.query_chunk_size].contiguous()
             if self.index is not None:
-                sims, idx = self._search_faiss(block, k)
+                _, idx = self._search_faiss(block, shortlist)
             else:
-                sims, idx = _torch_top_k(block, self.corpus, k, self.corpus_chunk_size)
+                _, idx = _torch_top_k(block, self.corpus, shortlist, self.corpus_chunk_size)
+            sims, idx = _select_top_k(_rescore(block, self.corpus, idx), k, labels=idx)
             sims_out[start : start + block.shape[0]] = sims.numpy()
             idx_out[start : start + block.shape[0]] = idx.numpy()
             if progress is not None:
@@ -222,13 +234,12 @@ class ExactSearcher:
         fetch = min(k + 1, n)
         sims_np, idx_np = self.index.search(queries.numpy(), fetch)
         sims, idx = torch.from_numpy(sims_np), torch.from_numpy(idx_np).long()
-        if fetch > k:
-            ambiguous = (sims[:, k] == sims[:, k - 1]).nonzero().squeeze(1)
-            sims, idx = sims[:, :k].clone(), idx[:, :k].clone()
-            if ambiguous.numel():
-                exact_sims, exact_idx = _torch_top_k(queries[ambiguous], self.corpus, k, self.corpus_chunk_size)
-                sims[ambiguous], idx[ambiguous] = exact_sims, exact_idx
-        return _canonical_order(sims, idx)
+        ambiguous = (sims[:, k] == sims[:, k - 1]).nonzero().squeeze(1) if fetch > k else None
+        # Orders ties inside the window by index; rows tied at the boundary are then replaced by an exact search.
+        sims, idx = _select_top_k(sims, k, labels=idx)
+        if ambiguous is not None and ambiguous.numel():
+            sims[ambiguous], idx[ambiguous] = _torch_top_k(queries[ambiguous], self.corpus, k, self.corpus_chunk_size)
+        return sims, idx
 
 
 def search_top_k(
@@ -259,27 +270,46 @@ def _faiss_available() -> bool:
     return True
 
 
-def _canonical_order(sims: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort each row by similarity descending, ties by index ascending."""
+def _rescore(queries: torch.Tensor, corpus: torch.Tensor, idx: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    """Float64 inner products of each query with its shortlisted corpus rows `idx` ([q, w])."""
     import torch
 
-    by_index = torch.argsort(idx, dim=1)
-    sims, idx = sims.gather(1, by_index), idx.gather(1, by_index)
-    by_sim = torch.sort(sims, dim=1, descending=True, stable=True).indices
-    return sims.gather(1, by_sim), idx.gather(1, by_sim)
+    out = torch.empty(idx.shape, dtype=torch.float64)
+    for start in range(0, idx.shape[0], batch):
+        candidates = corpus[idx[start : start + batch]].double()  # [b, w, dim]
+        # multiply-then-sum reduces each pair on its own, so equal vectors get bit-equal scores wherever they sit
+        out[start : start + batch] = (candidates * queries[start : start + batch, None, :].double()).sum(dim=-1)
+    return out
 
 
-def _block_top_k(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of every row of a similarity block under the order `(-similarity, column)`, in that order."""
+def _select_top_k(
+    values: torch.Tensor, k: int, labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-`k` of each row under the order `(-value, label)`, in that order; labels default to column positions.
+
+    Returns `(values, labels)` of shape `[rows, min(k, columns)]`.
+    """
     import torch
 
-    sims, idx = torch.topk(block, k, dim=1)
-    # topk's choice among items tied with the k-th value is unspecified; rows with such ties are sorted stably.
-    tied = ((block >= sims[:, -1:]).sum(dim=1) > k).nonzero().squeeze(1)
+    columns = values.shape[1]
+    k = min(k, columns)
+    window = min(k + 1, columns)
+    top_values, positions = torch.topk(values, window, dim=1)
+    top_labels = positions if labels is None else labels.gather(1, positions)
+    # A row whose window (top k plus one) strictly decreases is settled: its top-k set and order are unique. Rows with
+    # equal neighbours (a tie inside the top k or at its boundary), where topk's choice is unspecified, are redone
+    # with a stable sort. Exact float ties are rare, so this costs one comparison of the [rows, k + 1] window.
+    tied = (top_values[:, 1:] == top_values[:, :-1]).any(dim=1).nonzero().squeeze(1)
     if tied.numel():
-        sorted_sims, sorted_idx = torch.sort(block[tied], dim=1, descending=True, stable=True)
-        sims[tied], idx[tied] = sorted_sims[:, :k], sorted_idx[:, :k]
-    return _canonical_order(sims, idx)
+        row_values = values[tied]
+        if labels is None:
+            row_labels = torch.arange(columns).expand(len(tied), columns)
+        else:
+            by_label = torch.argsort(labels[tied], dim=1, stable=True)
+            row_values, row_labels = row_values.gather(1, by_label), labels[tied].gather(1, by_label)
+        by_value = torch.sort(row_values, dim=1, descending=True, stable=True).indices[:, :window]
+        top_values[tied], top_labels[tied] = row_values.gather(1, by_value), row_labels.gather(1, by_value)
+    return top_values[:, :k], top_labels[:, :k]
 
 
 def _torch_top_k(
@@ -288,17 +318,19 @@ def _torch_top_k(
     """Exact top-k over `corpus` in column chunks with a running merge; memory is one `[q, chunk]` block."""
     import torch
 
-    best_sims = queries.new_empty((queries.shape[0], 0))
-    best_idx = torch.empty((queries.shape[0], 0), dtype=torch.long)
+    best_sims: torch.Tensor | None = None
+    best_idx: torch.Tensor | None = None
     for start in range(0, corpus.shape[0], corpus_chunk_size):
         block = queries @ corpus[start : start + corpus_chunk_size].T
-        sims, idx = _block_top_k(block, min(k, block.shape[1]))
+        sims, idx = _select_top_k(block, k)
         del block
-        # Earlier chunks hold smaller indices and both parts are in canonical order, so a stable sort of the
-        # concatenation keeps ties ordered by index.
-        sims, idx = torch.cat([best_sims, sims], dim=1), torch.cat([best_idx, idx + start], dim=1)
-        order = torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :k]
-        best_sims, best_idx = sims.gather(1, order), idx.gather(1, order)
+        idx += start
+        if best_sims is None:
+            best_sims, best_idx = sims, idx
+        else:
+            best_sims, best_idx = _select_top_k(
+                torch.cat([best_sims, sims], dim=1), k, labels=torch.cat([best_idx, idx], dim=1)
+            )
     return best_sims, best_idx
 
 

@@ -322,15 +322,16 @@ class ShardedRunner:
                 f"Stage {self.name!r} is incomplete: shards {missing[:10]}{'...' if len(missing) > 10 else ''} "
                 "are missing. Did every process finish?"
             )
-        parts = [self.load_shard(shard) for shard in range(self.num_shards)]
-        if not parts:
-            return {}
         out: dict[str, np.ndarray | list[np.ndarray]] = {}
-        for key, first in parts[0].items():
-            if isinstance(first, np.ndarray):
-                out[key] = np.concatenate([part[key] for part in parts], axis=0)
-            else:
-                out[key] = [row for part in parts for row in part[key]]
+        # Arrays are filled into one preallocated array shard by shard, so loading needs no second full copy.
+        for shard, (start, stop) in enumerate(self.ranges):
+            for key, value in self.load_shard(shard).items():
+                if isinstance(value, np.ndarray):
+                    if key not in out:
+                        out[key] = np.empty((self.num_rows, *value.shape[1:]), dtype=value.dtype)
+                    out[key][start:stop] = value
+                else:
+                    out.setdefault(key, []).extend(value)
         return out
 
     def wait_for_everyone(self) -> None:
