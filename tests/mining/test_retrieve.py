@@ -345,3 +345,17 @@ def test_two_processes_under_accelerate_equal_one(tmp_path):
     seen = [set(log["seen"]) for log in logs]
     assert seen[0] and seen[1] and not seen[0] & seen[1]  # the work was split, nothing done twice
     assert len(logs[0]["seen"]) + len(logs[1]["seen"]) == len(corpus) + len(pairs)
+
+
+def test_empty_pairs_and_hand_off_to_sampling():
+    from unime_hf.mining.sample import sample_hard_negatives
+
+    pairs, corpus, embedder = make_data()
+    empty = retrieve_candidates(pairs.select([]), corpus, embedder, show_progress=False)
+    assert len(empty) == 0 and "candidate_ids" in empty.column_names
+
+    out = retrieve_candidates(pairs, corpus, embedder, top_k=4, show_progress=False)
+    judged = out.map(lambda row: {"candidate_scores": [0.5] * len(row["candidate_ids"]), "pos_score": 0.9})
+    mined, stats = sample_hard_negatives(judged, num_negatives=3, interval=2, show_progress=False)
+    assert mined[0]["hard_negative_ids"] == ["c1", "c6", "c1"]  # ranks 0 and 2 of [c1, c2, c6, c3], repeated
+    assert stats.queries_repeated == 4

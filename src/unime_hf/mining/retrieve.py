@@ -512,8 +512,8 @@ def retrieve_candidates(
     search_runner.wait_for_everyone()
 
     results = search_runner.load_all()
-    candidate_ids = [[corpus_ids[i] for i in row.tolist()] for row in results["indices"]]
-    candidate_sims = [row.astype(np.float64).tolist() for row in results["similarities"]]
+    candidate_ids = [[corpus_ids[i] for i in row.tolist()] for row in results.get("indices", [])]
+    candidate_sims = [row.tolist() for row in results.get("similarities", [])]
     short = sum(len(row) < top_k for row in candidate_ids)
     if short:
         logger.info(
@@ -522,15 +522,17 @@ def retrieve_candidates(
         )  # fmt: skip
     empty = sum(not row for row in candidate_ids)
     if empty:
-        logger.warning("%d queries have no candidate at all; lower top_k's filter or raise the threshold.", empty)
+        logger.warning("%d queries have no candidate at all; raise similarity_threshold or top_k.", empty)
+
+    from datasets import List, Value
 
     out = pairs
     for column in (CANDIDATE_IDS, CANDIDATE_SIMILARITIES):
         if column in out.column_names:
             logger.warning("Replacing the existing %r column of pairs.", column)
             out = out.remove_columns(column)
-    out = out.add_column(CANDIDATE_IDS, candidate_ids)
-    return out.add_column(CANDIDATE_SIMILARITIES, candidate_sims)
+    out = out.add_column(CANDIDATE_IDS, candidate_ids, feature=List(Value("string")))
+    return out.add_column(CANDIDATE_SIMILARITIES, candidate_sims, feature=List(Value("float32")))
 
 
 def _select_candidates(

@@ -191,8 +191,10 @@ def sample_hard_negatives(
         if column in out.column_names:
             logger.warning("Replacing the existing %r column.", column)
             out = out.remove_columns(column)
-    out = out.add_column(HARD_NEGATIVE_IDS, all_ids)
-    return out.add_column(HARD_NEGATIVE_SCORES, all_scores), stats
+    from datasets import List, Value
+
+    out = out.add_column(HARD_NEGATIVE_IDS, all_ids, feature=List(Value("string")))
+    return out.add_column(HARD_NEGATIVE_SCORES, all_scores, feature=List(Value("float64"))), stats
 
 
 def _validate_options(beta: float, num_negatives: int, interval: int) -> None:
