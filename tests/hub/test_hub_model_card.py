@@ -306,7 +306,7 @@ def test_reasoner_card():
 
 
 def test_templates_ship_with_the_package():
-    folder = resources.files("unime_hf.hub").joinpath("templates")
+    folder = resources.files("unime_hf.hub.templates")
     for kind in CARD_KINDS:
         text = folder.joinpath(f"{kind}.md").read_text(encoding="utf-8")
         assert text.startswith("---\n{{ card_data }}\n---")

@@ -19,6 +19,7 @@ Results (a dict, or the path of a JSON file) come in any of three shapes:
    ...     "retrieval": {"flickr30k": {"t2i_r@1": 79.8, "i2t_r@1": 93.4}},
    ...     "compositional": {"replace_obj": {"accuracy": 91.5}},
    ... }
+
    ```
 
    `overall`, `ind` and `ood` at the top level and everything under `mmeb`, `per_dataset` or `meta_task(s)` are
@@ -130,7 +131,7 @@ LOSS_DESCRIPTIONS = {
 def template_text(kind: str) -> str:
     """The Jinja template of a card kind (`"embedding"`, `"reranker"` or `"reasoner"`), read from the package."""
     _check_kind(kind)
-    return resources.files("unime_hf.hub").joinpath("templates", f"{kind}.md").read_text(encoding="utf-8")
+    return resources.files("unime_hf.hub.templates").joinpath(f"{kind}.md").read_text(encoding="utf-8")
 
 
 def _check_kind(kind: str) -> None:
@@ -275,6 +276,7 @@ def flatten_results(results: Mapping[str, Any] | str | os.PathLike) -> list[Resu
     >>> rows = flatten_results({"overall": {"p@1": 63.6}, "retrieval": {"flickr30k": {"t2i_r@1": 79.8}}})
     >>> [(row.section, row.dataset, row.metrics) for row in rows]
     [((), 'overall', {'p@1': 63.6}), (('retrieval',), 'flickr30k', {'t2i_r@1': 79.8})]
+
     ```
     """
     results = load_results(results)
@@ -575,6 +577,7 @@ def render_embedding_card(
     >>> card.data.pipeline_tag
     'feature-extraction'
     >>> write_model_card(card, "unime-v2-qwen2vl-2b")  # doctest: +SKIP
+
     ```
     """
     return render_card(
@@ -616,6 +619,7 @@ def render_reranker_card(
     ...                             training={"lora_r": 128, "lora_alpha": 256, "learning_rate": 2e-5})
     >>> card.data.pipeline_tag
     'image-text-to-text'
+
     ```
     """
     return render_card(
@@ -656,6 +660,7 @@ def render_reasoner_card(
     >>> card = render_reasoner_card(base_model="Qwen/Qwen2-VL-2B-Instruct", model_id="my-org/embed-rl-reasoner")
     >>> "embed-rl" in card.data.tags
     True
+
     ```
     """
     return render_card(
@@ -680,6 +685,7 @@ def write_model_card(card: ModelCard, folder: str | os.PathLike) -> Path:
     >>> path = write_model_card(card, "unime-v2-qwen2vl-2b")  # doctest: +SKIP
     >>> ModelCard.load(path).data.library_name  # doctest: +SKIP
     'transformers'
+
     ```
     """
     folder = Path(folder)
@@ -745,6 +751,7 @@ def card_for_checkpoint(
     ```python
     >>> card = card_for_checkpoint("unime-v2-qwen2vl-2b", model_id="my-org/unime-v2-qwen2vl-2b",
     ...                            results="eval/results.json")  # doctest: +SKIP
+
     ```
     """
     config = read_checkpoint_config(folder)

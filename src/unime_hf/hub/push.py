@@ -219,8 +219,9 @@ def push_to_hub(
 
     ```python
     >>> from unime_hf.hub import push_to_hub
-    >>> url = push_to_hub("unime-v2-qwen2vl-2b", "my-org/unime-v2-qwen2vl-2b",
+    >>> url = push_to_hub("unime-v2-qwen2vl-2b", "my-org/unime-v2-qwen2vl-2b",  # doctest: +SKIP
     ...                   card_kwargs={"results": "eval/results.json", "datasets": ["my-org/mined-pairs"]})
+
     ```
     """
     from huggingface_hub import HfApi, constants

@@ -1,0 +1,1 @@
+"""Jinja model card templates (package data): embedding.md, reranker.md, reasoner.md."""
