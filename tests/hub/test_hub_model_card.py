@@ -210,6 +210,20 @@ def test_evaluation_run_results_json(tmp_path):
     assert "### MMEB before reranking" in card.text
 
 
+def test_results_on_other_data_than_mmeb(caplog):
+    run = {
+        "format_version": 1,
+        "config": {"max_queries": 5},
+        "mmeb": {"metric": "p@1", "datasets": {}, "overall": 0.5},
+    }
+    card = _embedding_card(results=run, mmeb_dataset="shapes-world")
+    [result] = ModelCard(str(card)).data.eval_results
+    assert (result.dataset_type, result.dataset_name, result.metric_value) == ("shapes-world", "shapes-world", 0.5)
+    assert "### shapes-world (MMEB protocol)" in card.text
+    assert "TIGER-Lab/MMEB-eval" not in str(card)
+    assert "smoke run (max_queries=5" in caplog.text
+
+
 def test_results_json_file_and_exact_floats(tmp_path):
     path = tmp_path / "scores.json"
     path.write_text(json.dumps({"overall": {"p@1": 0.1 + 0.2}}), encoding="utf-8")
@@ -263,9 +277,12 @@ def test_metric_labels():
 def test_local_paths_stay_out_of_the_metadata(tmp_path):
     local_backbone = tmp_path / "tiny-backbone"
     local_backbone.mkdir()
-    card = render_embedding_card(base_model=str(local_backbone), datasets=[str(tmp_path / "pairs.jsonl")])
+    card = render_embedding_card(
+        base_model=str(local_backbone), datasets=[str(tmp_path / "pairs.jsonl"), "train.jsonl", "./data"]
+    )
     data = ModelCard(str(card)).data
     assert data.base_model is None and data.datasets is None
+    assert "`train.jsonl`" in card.text
     assert f"`{local_backbone}`" in card.text
 
 

@@ -110,7 +110,8 @@ def test_push_with_results_training_and_config_file(checkpoint, tmp_path, stub_h
         encoding="utf-8",
     )
     # flags override the YAML
-    assert main(["--config", str(config), "--repo-id", REPO_ID, "--results", str(results), "--private"]) == 0
+    argv = ["--config", str(config), "--repo-id", REPO_ID, "--results", str(results), "--private"]
+    assert main([*argv, "--mmeb-dataset", "shapes-world"]) == 0
     create, upload = stub_hub
     assert create["create"] == REPO_ID and create["private"] is True
     assert upload["upload"] == REPO_ID
@@ -118,6 +119,7 @@ def test_push_with_results_training_and_config_file(checkpoint, tmp_path, stub_h
     assert card.data.license == "mit"
     assert card.data.datasets == ["my-org/mined-pairs"]
     assert card.data.eval_results[0].metric_value == 0.625
+    assert card.data.eval_results[0].dataset_type == "shapes-world"
     assert "| Temperature | 0.02 |" in card.text and "| LoRA r | 16 |" in card.text
 
 

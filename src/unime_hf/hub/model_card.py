@@ -72,6 +72,8 @@ DEFAULT_TAGS = {
     "reasoner": ["unime-hf", "embed-rl", "reasoning", "grpo", "multimodal-embedding", "arxiv:2602.13823"],
 }
 README_NAME = "README.md"
+# Names ending like data or weight files are local paths, not Hub ids.
+_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".arrow", ".txt", ".yaml", ".yml", ".safetensors")
 
 MMEB_DATASET = "TIGER-Lab/MMEB-eval"
 _MMEB_AGGREGATES = {"overall": "Overall", "ind": "IND", "ood": "OOD"}
@@ -183,15 +185,16 @@ class ResultRow:
     def display_name(self) -> str:
         return _MMEB_AGGREGATES.get(self.dataset.lower(), self.dataset)
 
-    def eval_dataset(self) -> tuple[str, str, str | None]:
+    def eval_dataset(self, mmeb_dataset: str = MMEB_DATASET) -> tuple[str, str, str | None]:
         """`(dataset_type, dataset_name, dataset_config)` of the row in `model-index`."""
         known, rest = self._split()
+        name = "MMEB" if mmeb_dataset == MMEB_DATASET else mmeb_dataset
         if known == "embedding_only":
-            return MMEB_DATASET, f"MMEB ({self.display_name}, embedding only)", f"embedding_only/{self.dataset}"
+            return mmeb_dataset, f"{name} ({self.display_name}, embedding only)", f"embedding_only/{self.dataset}"
         if self.is_mmeb:
             top_level = not rest and known in (None, "mmeb")
             config = None if top_level and self.dataset.lower() == "overall" else self.dataset
-            return MMEB_DATASET, "MMEB" if config is None else f"MMEB ({self.display_name})", config
+            return mmeb_dataset, name if config is None else f"{name} ({self.display_name})", config
         if rest:
             return rest[0], f"{rest[0]} ({self.display_name})", "/".join([*rest[1:], self.dataset])
         return self.dataset, self.display_name, None
@@ -281,6 +284,15 @@ def flatten_results(results: Mapping[str, Any] | str | os.PathLike) -> list[Resu
     """
     results = load_results(results)
     if _is_evaluation_run(results):
+        limit = (
+            (results.get("config") or {}).get("max_queries") if isinstance(results.get("config"), Mapping) else None
+        )
+        if limit:
+            logger.warning(
+                "These results come from a smoke run (max_queries=%s rows per dataset); they are not full-benchmark "
+                "scores.",
+                limit,
+            )
         results = _from_evaluation_run(results)
     rows: list[ResultRow] = []
     for key, value in results.items():
@@ -325,7 +337,10 @@ def _metric_value(value: Any, path: str) -> float | int | str:
 
 
 def results_to_eval_results(
-    results: Mapping[str, Any] | str | os.PathLike | Sequence[ResultRow], *, task_type: str
+    results: Mapping[str, Any] | str | os.PathLike | Sequence[ResultRow],
+    *,
+    task_type: str,
+    mmeb_dataset: str = MMEB_DATASET,
 ) -> list[EvalResult]:
     """Build `huggingface_hub.EvalResult`s (the card's `model-index`) from results, one per (row, metric).
 
@@ -337,6 +352,8 @@ def results_to_eval_results(
             Results (see [`flatten_results`]), a path to their JSON file, or rows from [`flatten_results`].
         task_type (`str`):
             The `model-index` task type, usually the card's pipeline tag.
+        mmeb_dataset (`str`, *optional*, defaults to `"TIGER-Lab/MMEB-eval"`):
+            The dataset that MMEB-protocol rows were computed on (e.g. `"shapes-world"` for the synthetic sets).
     """
     if isinstance(results, Sequence) and not isinstance(results, str):
         rows = list(results)
@@ -345,7 +362,7 @@ def results_to_eval_results(
     evals: list[EvalResult] = []
     seen: dict[tuple[str, str | None], tuple[str, ...]] = {}
     for row in rows:
-        dataset_type, dataset_name, config = row.eval_dataset()
+        dataset_type, dataset_name, config = row.eval_dataset(mmeb_dataset)
         # `model-index` merges entries that share (task, dataset, config): keep rows of different sections apart.
         if seen.setdefault((dataset_type, config), row.section) != row.section:
             config = "/".join((*row.section, row.dataset))
@@ -353,7 +370,7 @@ def results_to_eval_results(
             evals.append(
                 EvalResult(
                     task_type=task_type,
-                    task_name=row.title,
+                    task_name=_section_title(row, mmeb_dataset),
                     dataset_type=dataset_type,
                     dataset_name=dataset_name,
                     dataset_config=config,
@@ -375,11 +392,18 @@ def metric_label(metric: str) -> str:
     return metric.replace("_", " ").capitalize() if metric.islower() else metric
 
 
-def results_tables(rows: Sequence[ResultRow]) -> list[dict[str, str]]:
+def _section_title(row: ResultRow, mmeb_dataset: str) -> str:
+    title = row.title
+    if row.is_mmeb and mmeb_dataset != MMEB_DATASET and title.startswith("MMEB"):
+        return f"{mmeb_dataset} (MMEB protocol){title[len('MMEB') :]}"
+    return title
+
+
+def results_tables(rows: Sequence[ResultRow], mmeb_dataset: str = MMEB_DATASET) -> list[dict[str, str]]:
     """Markdown tables of results, one per section: `[{"title": ..., "table": ...}]`."""
     sections: dict[str, list[ResultRow]] = {}
     for row in rows:
-        sections.setdefault(row.title, []).append(row)
+        sections.setdefault(_section_title(row, mmeb_dataset), []).append(row)
     tables = []
     for title, section_rows in sections.items():
         metrics = list(dict.fromkeys(m for row in section_rows for m in row.metrics))
@@ -449,6 +473,8 @@ def _looks_like_repo_id(name: str) -> bool:
     """Whether a name can be a Hub id (`name` or `namespace/name`) rather than a local path."""
     if os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1:
         return False
+    if name.lower().endswith(_FILE_SUFFIXES):
+        return False
     return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
 
 
@@ -479,6 +505,7 @@ def render_card(
     pipeline_tag: str | None = None,
     tags: Sequence[str] | None = None,
     language: str | list[str] | None = None,
+    mmeb_dataset: str = MMEB_DATASET,
     template: str | os.PathLike | None = None,
     **template_kwargs: Any,
 ) -> ModelCard:
@@ -488,6 +515,9 @@ def render_card(
     Args:
         kind (`str`):
             `"embedding"`, `"reranker"` or `"reasoner"`: picks the template, the pipeline tag and the default tags.
+        mmeb_dataset (`str`, *optional*, defaults to `"TIGER-Lab/MMEB-eval"`):
+            The dataset MMEB-protocol results were computed on; set it when they come from other sets (e.g. the
+            shapes world), so the card does not claim MMEB scores.
         template (`str` or `os.PathLike`, *optional*):
             A Jinja template file to use instead of the packaged one.
         template_kwargs:
@@ -510,7 +540,9 @@ def render_card(
         pipeline_tag=pipeline_tag,
         tags=list(dict.fromkeys([*DEFAULT_TAGS[kind], *(tags or [])])),
         model_name=model_name if rows else None,
-        eval_results=results_to_eval_results(rows, task_type=pipeline_tag) if rows else None,
+        eval_results=results_to_eval_results(rows, task_type=pipeline_tag, mmeb_dataset=mmeb_dataset)
+        if rows
+        else None,
     )
     variables = {
         "model_name": model_name,
@@ -518,7 +550,7 @@ def render_card(
         "base_model_text": ", ".join(_link(b, b in hub_base, "") for b in base_models),
         "datasets_text": ", ".join(_link(d, d in hub_datasets, "datasets/") for d in datasets),
         "training_table": training_table(training),
-        "result_sections": results_tables(rows),
+        "result_sections": results_tables(rows, mmeb_dataset),
         **template_kwargs,
     }
     if template is not None:
@@ -558,7 +590,7 @@ def render_embedding_card(
             Size of the embeddings, shown in the card.
         kwargs:
             `model_name`, `pipeline_tag` (defaults to `"feature-extraction"`), `tags` (added to the defaults),
-            `language`, `template`, `description`, passed to [`render_card`].
+            `language`, `mmeb_dataset`, `template`, `description`, passed to [`render_card`].
 
     Returns:
         `huggingface_hub.ModelCard`

@@ -37,6 +37,7 @@ _OPTIONS: dict[str, bool] = {
     "base_model": False,
     "datasets": True,
     "results": False,
+    "mmeb_dataset": False,
     "training": False,
     "license": False,
     "ignore_patterns": True,
@@ -68,7 +69,13 @@ def make_parser() -> argparse.ArgumentParser:
     card.add_argument(
         "--dataset", dest="datasets", action="append", default=None, help="training dataset (repeatable)"
     )
-    card.add_argument("--results", default=None, help="JSON file of evaluation results")
+    card.add_argument("--results", default=None, help="JSON file of evaluation results (or an eval run folder)")
+    card.add_argument(
+        "--mmeb-dataset",
+        dest="mmeb_dataset",
+        default=None,
+        help="dataset the MMEB-protocol results were computed on (default: TIGER-Lab/MMEB-eval)",
+    )
     card.add_argument("--training", default=None, help="JSON or YAML file of the training recipe")
     card.add_argument("--license", default=None, help="license id (default: apache-2.0)")
     parser.add_argument(
@@ -141,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     from unime_hf.hub.push import DEFAULT_COMMIT_MESSAGE, HubUnreachableError, push_to_hub
 
     card_kwargs: dict[str, Any] = {
-        key: options[key] for key in ("kind", "base_model", "datasets", "results", "license") if options.get(key)
+        key: options[key]
+        for key in ("kind", "base_model", "datasets", "results", "mmeb_dataset", "license")
+        if options.get(key)
     }
     try:
         training = options.get("training")
