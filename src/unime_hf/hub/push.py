@@ -254,8 +254,8 @@ def push_to_hub(
     written = False
     try:
         if card is not None:
+            written = True  # set first: a write that fails halfway is cleaned up too (there was no README before)
             write_model_card(card, folder)
-            written = True
             logger.info("Wrote a model card to %s", readme)
         patterns = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
         with _hub_errors(endpoint, repo_id, folder, stage="upload"):
