@@ -37,7 +37,7 @@ setup(
     license="Apache-2.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"unime_hf": ["py.typed"]},
+    package_data={"unime_hf": ["py.typed"], "unime_hf.hub.templates": ["*.md"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=install_requires,
