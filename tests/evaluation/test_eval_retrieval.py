@@ -290,3 +290,24 @@ def test_gallery_layouts(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"image": "nope.png", "caption": "x"}) + "\n")
     with pytest.raises(FileNotFoundError, match="nope.png"):
         load_gallery(tmp_path / "bad.jsonl")
+
+
+def test_sentence_transformers_model_gives_the_same_numbers(tmp_path, tiny_backbones):
+    from PIL import Image
+    from sentence_transformers import SentenceTransformer
+
+    from unime_hf.models.modeling_unime import UniMEEmbeddingModel
+
+    model = UniMEEmbeddingModel.from_backbone(tiny_backbones["qwen2_vl"])
+    model.save_pretrained(tmp_path / "checkpoint")
+    images = []
+    for name, rgb in {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}.items():
+        Image.new("RGB", (28, 28), rgb).save(tmp_path / f"{name}.png")
+        images.append(str(tmp_path / f"{name}.png"))
+    gallery = ImageTextGallery(images, [["a red square", "red"], ["a green square"], ["a blue square"]])
+    ours = evaluate_retrieval(gallery, model, ks=(1, 2))
+    st_model = SentenceTransformer(str(tmp_path / "checkpoint"), trust_remote_code=True, device="cpu")
+    theirs = evaluate_retrieval(gallery, st_model, ks=(1, 2))
+    assert theirs.metrics == ours.metrics
+    torch.testing.assert_close(theirs.image_embeddings, ours.image_embeddings, atol=1e-5, rtol=0)
+    torch.testing.assert_close(theirs.caption_embeddings, ours.caption_embeddings, atol=1e-5, rtol=0)

@@ -12,9 +12,12 @@ mean over subsets).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unime_hf.evaluation.retrieval import embed_unique
@@ -182,3 +185,44 @@ def evaluate_compositional(
     ]
     logger.info("compositional: overall %.2f over %d rows", 100 * metrics["overall"], len(rows))
     return CompositionalResult(metrics, predictions)
+
+
+def load_compositional(
+    path: str | os.PathLike, image_root: str | os.PathLike | None = None, *, check_images: bool = True
+) -> datasets.Dataset:
+    """Read a compositional set: a file in the canonical layout (`image, caption, negative_caption, subset`, read with
+    [`~unime_hf.data.read_compositional`]), or the official SugarCrepe folder: `<subset>.json` files
+    (`replace_obj.json`, ..., `add_att.json`), each `{id: {"filename", "caption", "negative_caption"}}`, with the
+    images (COCO val2017) under `image_root`.
+
+    Example:
+
+    ```python
+    >>> data = load_compositional("sugarcrepe/data", "coco/val2017")
+    >>> sorted(set(data["subset"]))[:2]
+    ['add-att', 'add-obj']
+    ```
+    """
+    from unime_hf.data.formats import read_compositional
+
+    path = Path(path)
+    if not path.is_dir():
+        return read_compositional(path, image_root, check_images=check_images)
+    rows = []
+    for subset in SUGARCREPE_SUBSETS:
+        file = path / f"{subset.replace('-', '_')}.json"
+        if not file.is_file():
+            continue
+        for entry in json.loads(file.read_text(encoding="utf-8")).values():
+            rows.append(
+                {
+                    "image": entry["filename"],
+                    "caption": entry["caption"],
+                    "negative_caption": entry["negative_caption"],
+                    "subset": subset,
+                }
+            )
+    if not rows:
+        names = ", ".join(s.replace("-", "_") + ".json" for s in SUGARCREPE_SUBSETS)
+        raise FileNotFoundError(f"{path}: no SugarCrepe files ({names})")
+    return read_compositional(rows, image_root if image_root is not None else path, check_images=check_images)

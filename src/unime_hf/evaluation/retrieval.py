@@ -384,7 +384,8 @@ class ImageTextGallery:
         cls, rows: Iterable[Mapping[str, Any]], name: str = "gallery", image_root: str | os.PathLike | None = None
     ) -> ImageTextGallery:
         """Group rows with an image column (`image`, `file_name`, `filename` or `image_path`) and a caption column
-        (`caption`, `text`, a `captions` list or Karpathy-style `sentences`) by image, keeping first-seen order."""
+        (`caption`, `text`, a `captions` list, Karpathy-style `sentences`, or ShareGPT4V `conversations`, whose first
+        `gpt` turn is the caption) by image, keeping first-seen order."""
         grouped: dict[str, list[str]] = {}
         for index, row in enumerate(rows):
             image = next((row[k] for k in ("image", "file_name", "filename", "image_path") if row.get(k)), None)
@@ -402,6 +403,9 @@ class ImageTextGallery:
 
 
 def _row_captions(row: Mapping[str, Any]) -> list[str]:
+    conversations = row.get("conversations")
+    if isinstance(conversations, list):  # ShareGPT4V: the caption is the model's turn
+        return [turn["value"] for turn in conversations if turn.get("from") == "gpt" and turn.get("value")][:1]
     for key in ("captions", "sentences"):
         value = row.get(key)
         if isinstance(value, list):
@@ -426,18 +430,20 @@ def load_gallery(
     *,
     split: str | None = "test",
     name: str | None = None,
+    max_images: int | None = None,
     check_images: bool = True,
 ) -> ImageTextGallery:
     """Read an image-caption gallery from one of three layouts.
 
-    - a `.json`, `.jsonl` or `.parquet` file of rows `image` + `caption` (one caption a row, images repeated) or
-      `image` + `captions` (a list);
+    - a `.json`, `.jsonl` or `.parquet` file of rows `image` + `caption` (one caption a row, images repeated),
+      `image` + `captions` (a list), or ShareGPT4V records (`image` + `conversations`);
     - a Karpathy split file (`dataset_flickr30k.json`, `dataset_coco.json`: `{"images": [{"filename", "filepath",
       "split", "sentences": [{"raw"}]}]}`), keeping the rows of `split` (`"test"`: the 1k / 5k test sets);
     - a folder with `image/` and `caption/` subfolders whose files pair by stem (`caption/x.txt` describes
       `image/x.jpg`), as Urban1K ships.
 
-    Relative image paths start at `image_root` (default: the file's folder, or the folder itself).
+    Relative image paths start at `image_root` (default: the file's folder, or the folder itself). `max_images` keeps
+    the first images only (ShareGPT4V-1k: the first 1,000 records).
     """
     import json
 
@@ -461,13 +467,21 @@ def load_gallery(
                 if not rows:
                     raise ValueError(f"{path}: no images in split {split!r}")
                 gallery = ImageTextGallery.from_rows(rows, name, root)
-                return _checked(gallery, check_images)
+                return _checked(_first(gallery, max_images), check_images)
         from unime_hf.data.formats import load_records
 
         records = load_records(path)
         root = Path(image_root) if image_root is not None else path.absolute().parent
         gallery = ImageTextGallery.from_rows(records.rows, name, root)
-    return _checked(gallery, check_images)
+    return _checked(_first(gallery, max_images), check_images)
+
+
+def _first(gallery: ImageTextGallery, max_images: int | None) -> ImageTextGallery:
+    if max_images is None or max_images >= len(gallery.images):
+        return gallery
+    if max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    return ImageTextGallery(gallery.images[:max_images], gallery.captions[:max_images], gallery.name)
 
 
 def _load_folder_gallery(folder: Path, name: str) -> ImageTextGallery:
