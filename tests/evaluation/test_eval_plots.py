@@ -42,7 +42,9 @@ def test_judge_score_plot_is_a_png(tmp_path):
     # a judged dataset with candidate_scores works too, as does a dict of columns
     path = plot_judge_scores({"pos_score": [0.9, 0.8], "candidate_scores": [[0.1], [0.95, 0.2]]}, tmp_path / "j.png")
     assert is_png(path)
-    assert judge_score_lists({"pos_score": [0.9], "candidate_scores": [[0.1, 0.2]]}) == ([0.9], [0.1, 0.2])
+    both = {"pos_score": [0.9], "candidate_scores": [[0.1, 0.2]], "hard_negative_scores": [[0.2]]}
+    assert judge_score_lists(both) == ([0.9], [0.1, 0.2], "candidate_scores")
+    assert judge_score_lists(both, "hard_negative_scores") == ([0.9], [0.2], "hard_negative_scores")
     with pytest.raises(ValueError, match="hard_negative_scores"):
         plot_judge_scores({"pos_score": [0.9]}, tmp_path / "x.png")
 

@@ -114,6 +114,8 @@ def test_cli_eval_runs_end_to_end(fixture_dir, tiny_backbones):
     assert set(mmeb["datasets"]) == {"VOC2007", "shapes_t2i"}
     assert mmeb["datasets"]["shapes_t2i"]["meta_task"] == "retrieval"  # from --set
     assert mmeb["datasets"]["VOC2007"]["split"] == "ind"
+    assert mmeb["datasets"]["VOC2007"]["path"] == str(fixture_dir / "mmeb" / "VOC2007.jsonl")
+    assert mmeb["image_root"] == str(fixture_dir)
     assert mmeb["encoded_items"] == 12 and mmeb["num_queries"] == 6
     assert set(mmeb["meta_tasks"]) == {"classification", "retrieval"}
     retrieval = results["retrieval"]["colours"]

@@ -583,6 +583,32 @@ def read_dataset_info(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return info
 
 
+def mmeb_sources(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    files: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]] | None = None,
+    dataset_info: Mapping[str, Mapping[str, Any]] | None = None,
+    names: Sequence[str] | None = None,
+) -> dict[str, list[Path]]:
+    """Dataset name -> data files: those found in `data_dir` ([`discover_mmeb_files`]), then the `file` entries of
+    `dataset_info`, then `files` (later ones replace earlier ones of the same name); `names` keeps only these, in
+    this order."""
+    sources: dict[str, list[Path]] = discover_mmeb_files(data_dir) if data_dir is not None else {}
+    for name, entry in (dataset_info or {}).items():
+        if entry.get("file"):
+            sources[name] = [Path(entry["file"])]
+    for name, value in (files or {}).items():
+        sources[name] = [Path(v) for v in ([value] if isinstance(value, str | os.PathLike) else value)]
+    if names is not None:
+        unknown = [n for n in names if n not in sources]
+        if unknown:
+            raise ValueError(f"datasets {unknown} not found; available: {sorted(sources)}")
+        sources = {n: sources[n] for n in names}
+    if not sources:
+        raise ValueError("no MMEB datasets: give data_dir, files or dataset_info")
+    return sources
+
+
 def load_mmeb_datasets(
     data_dir: str | os.PathLike | None = None,
     image_root: str | os.PathLike | None = None,
@@ -607,24 +633,20 @@ def load_mmeb_datasets(
             Keep only these datasets (in this order).
         check_images (`bool`, *optional*, defaults to `True`):
             Fail on an image path that names no file.
+
+    Example:
+
+    ```python
+    >>> sets = load_mmeb_datasets("/data/MMEB-eval", "/data/MMEB-eval/eval_images", names=["VOC2007", "GQA"])
+    >>> sets["VOC2007"].column_names
+    ['dataset', 'query_text', 'query_image', 'candidate_texts', 'candidate_images']
+    ```
     """
     import datasets as hf_datasets
 
     from unime_hf.data.formats import read_mmeb_eval
 
-    sources: dict[str, list[Path]] = discover_mmeb_files(data_dir) if data_dir is not None else {}
-    for name, entry in (dataset_info or {}).items():
-        if entry.get("file"):
-            sources[name] = [Path(entry["file"])]
-    for name, value in (files or {}).items():
-        sources[name] = [Path(v) for v in ([value] if isinstance(value, str | os.PathLike) else value)]
-    if names is not None:
-        unknown = [n for n in names if n not in sources]
-        if unknown:
-            raise ValueError(f"datasets {unknown} not found; available: {sorted(sources)}")
-        sources = {n: sources[n] for n in names}
-    if not sources:
-        raise ValueError("no MMEB datasets: give data_dir, files or dataset_info")
+    sources = mmeb_sources(data_dir, files=files, dataset_info=dataset_info, names=names)
     loaded = {}
     for name, paths in sources.items():
         parts = [read_mmeb_eval(p, image_root, name, check_images=check_images) for p in paths]

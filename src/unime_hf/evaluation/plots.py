@@ -55,22 +55,27 @@ def _save(figure: Any, path: str | os.PathLike) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- judge scores
-def judge_score_lists(data: Any) -> tuple[list[float], list[float]]:
-    """Positive and negative judge scores of a mined/judged dataset (columns `pos_score` and `hard_negative_scores`
-    or `candidate_scores`, lists per row)."""
-    columns = data.column_names if hasattr(data, "column_names") else list(data)
+def judge_score_lists(data: Any, negative_column: str | None = None) -> tuple[list[float], list[float], str]:
+    """Positive and negative judge scores of a judged or mined dataset, and the column the negatives came from.
+
+    The positives are `pos_score` (one float a row); the negatives are `negative_column` (a list a row), by default
+    `candidate_scores` (the judge's view of every retrieved candidate, false negatives included) when present, else
+    `hard_negative_scores` (the sampled hard negatives)."""
+    columns = list(data.column_names if hasattr(data, "column_names") else data)
     if "pos_score" not in columns:
-        raise ValueError(f"judge scores need a 'pos_score' column; found {list(columns)}")
-    negative_column = next((c for c in ("hard_negative_scores", "candidate_scores") if c in columns), None)
+        raise ValueError(f"judge scores need a 'pos_score' column; found {columns}")
     if negative_column is None:
+        negative_column = next((c for c in ("candidate_scores", "hard_negative_scores") if c in columns), None)
+    if negative_column is None or negative_column not in columns:
         raise ValueError(
-            f"judge scores need a 'hard_negative_scores' or 'candidate_scores' column; found {list(columns)}"
+            f"judge scores need a 'candidate_scores' or 'hard_negative_scores' column (or negative_column=...); "
+            f"found {columns}"
         )
     positives = [float(s) for s in data["pos_score"] if s is not None]
     negatives = [float(s) for row in data[negative_column] for s in (row or []) if s is not None]
     if not positives:
         raise ValueError("no positive scores to plot")
-    return positives, negatives
+    return positives, negatives, negative_column
 
 
 def plot_judge_scores(
@@ -79,20 +84,23 @@ def plot_judge_scores(
     *,
     bins: int = 40,
     threshold: float | None = None,
+    negative_column: str | None = None,
     title: str | None = None,
 ) -> Path:
     """Histogram of the judge's scores for positives against negatives, written as a PNG.
 
     Args:
         data (`datasets.Dataset` or `dict` of columns):
-            A judged or mined dataset: `pos_score` (one float a row) and `hard_negative_scores` or
-            `candidate_scores` (a list a row).
+            A judged or mined dataset: `pos_score` (one float a row) and `candidate_scores` or
+            `hard_negative_scores` (a list a row).
         path (`str` or `os.PathLike`):
             The PNG to write (folders are created).
         bins (`int`, *optional*, defaults to 40):
             Histogram bins over the score range.
         threshold (`float`, *optional*):
             Draw a vertical line here (e.g. the false-negative filter's cut-off).
+        negative_column (`str`, *optional*):
+            The column of negative scores; default `candidate_scores` if present, else `hard_negative_scores`.
         title (`str`, *optional*):
             Figure title.
 
@@ -108,7 +116,8 @@ def plot_judge_scores(
     """
     import numpy as np
 
-    positives, negatives = judge_score_lists(data)
+    positives, negatives, column = judge_score_lists(data, negative_column)
+    kind = "candidates" if column == "candidate_scores" else "negatives"
     values = np.asarray(positives + negatives)
     low, high = float(values.min()), float(values.max())
     if 0.0 <= low and high <= 1.0:
@@ -131,13 +140,13 @@ def plot_judge_scores(
             density=True,
             alpha=0.6,
             color=NEGATIVE_COLOUR,
-            label=f"negatives (n={len(negatives)}, mean {np.mean(negatives):.3f})",
+            label=f"{kind} (n={len(negatives)}, mean {np.mean(negatives):.3f})",
         )
     if threshold is not None:
         axis.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     axis.set_xlabel("judge score  P(Yes)")
     axis.set_ylabel("density")
-    axis.set_title(title or "Judge scores: positives vs negatives")
+    axis.set_title(title or f"Judge scores: positives vs {kind}")
     axis.legend(loc="upper center", fontsize=8)
     return _save(figure, path)
 

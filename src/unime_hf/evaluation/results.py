@@ -16,12 +16,13 @@
   "unime_hf_version": "...", "created_at": "2026-01-01T00:00:00Z",
   "model": {"name_or_path": "...", "class": "UniMEEmbeddingModel"},
   "config": {...},                  the resolved run configuration
-  "mmeb": {"metric": "precision@1", "datasets": {name: {"precision@1", "meta_task", "split", "num_queries",
-           "path", ...}}, "meta_tasks": {...}, "ind", "ood", "overall", "num_datasets", "num_queries",
-           "encoded_items"},
+  "mmeb": {"metric": "precision@1", "ties": "strict", "datasets": {name: {"precision@1", "meta_task", "split",
+           "num_queries", "num_candidates", "encoded_queries", "encoded_candidates", "path"}}, "meta_tasks": {...},
+           "ind", "ood", "overall", "num_datasets", "num_queries", "encoded_items", "image_root",
+           with a reranker also "embedding_only": {...the aggregates before reranking}, "rerank_top_k"},
   "retrieval": {name: {"image_to_text": {"recall@1", ...}, "text_to_image": {...}, "num_images", "num_captions",
-                "path", "modality_gap": {...}}},
-  "compositional": {name: {"subsets": {...}, "groups": {...}, "overall", "num_rows", "path"}},
+                "encoded_items", "path", "modality_gap": {"centroid_distance", "mean_cos_...": ...}}},
+  "compositional": {name: {"subsets": {...}, "groups": {...}, "overall", "num_rows", "encoded_items", "path"}},
   "predictions": {"mmeb": "predictions/mmeb.jsonl", ...},
   "plots": ["plots/modality_gap_<name>.png", ...]
 }

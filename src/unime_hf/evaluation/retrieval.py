@@ -444,6 +444,14 @@ def load_gallery(
 
     Relative image paths start at `image_root` (default: the file's folder, or the folder itself). `max_images` keeps
     the first images only (ShareGPT4V-1k: the first 1,000 records).
+
+    Example:
+
+    ```python
+    >>> gallery = load_gallery("/data/flickr30k/dataset_flickr30k.json", "/data/flickr30k/flickr30k-images")
+    >>> len(gallery.images), gallery.num_captions
+    (1000, 5000)
+    ```
     """
     import json
 

@@ -302,20 +302,19 @@ def load_embedder(config: EvalConfig) -> Any:
 
 
 def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict[str, Any]) -> None:
-    from unime_hf.evaluation.mmeb import evaluate_mmeb, load_mmeb_datasets, read_dataset_info
+    from unime_hf.evaluation.mmeb import evaluate_mmeb, load_mmeb_datasets, mmeb_sources, read_dataset_info
     from unime_hf.evaluation.results import PREDICTIONS_DIR, write_predictions
 
     options = config.mmeb or {}
     info = read_dataset_info(options["dataset_info"]) if options.get("dataset_info") else {}
     names = options.get("datasets")
-    data = load_mmeb_datasets(
+    sources = mmeb_sources(
         options.get("data_dir"),
-        options.get("image_root"),
         files=options.get("files"),
         dataset_info=info,
         names=[names] if isinstance(names, str) else names,
-        check_images=config.check_images,
     )
+    data = load_mmeb_datasets(image_root=options.get("image_root"), files=sources, check_images=config.check_images)
     meta_tasks = {n: e["meta_task"] for n, e in info.items() if e.get("meta_task")}
     splits = {n: e["split"] for n, e in info.items() if e.get("split")}
     meta_tasks.update(options.get("meta_tasks") or {})
@@ -332,6 +331,9 @@ def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict
         max_queries=config.max_queries,
         show_progress=config.show_progress,
     )
+    for name, paths in sources.items():
+        result.metrics["datasets"][name]["path"] = [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
+    result.metrics["image_root"] = str(options["image_root"]) if options.get("image_root") else None
     predictions = write_predictions(result.predictions, output_dir / PREDICTIONS_DIR / "mmeb.jsonl")
     results["mmeb"] = result.metrics
     results["predictions"]["mmeb"] = predictions.relative_to(output_dir).as_posix()
