@@ -381,6 +381,7 @@ def evaluate_mmeb(
     named = _as_named_datasets(data)
     if not named:
         raise ValueError("no MMEB datasets to evaluate")
+    info = resolve_dataset_info(named, meta_tasks, splits)  # bad mappings fail before any encoding
     per_dataset: dict[str, dict[str, Any]] = {}
     predictions: list[dict[str, Any]] = []
     encoded_total = 0
@@ -411,7 +412,6 @@ def evaluate_mmeb(
         encoded_total += encoded
         logger.info("MMEB %s: P@1 %.2f over %d queries", name, 100 * scores[METRIC], scores["num_queries"])
 
-    info = resolve_dataset_info(per_dataset, meta_tasks, splits)
     for name, scores in per_dataset.items():
         scores.update(info[name])
     metrics: dict[str, Any] = {
