@@ -179,6 +179,27 @@ def test_shapes_config_runs_on_a_tiny_world(tmp_path, tiny_backbones):
     assert results["compositional"]["shapes_compositional"]["num_rows"]["overall"] == 3
 
 
+def test_cli_eval_reranks_mmeb_with_a_reranker_checkpoint(fixture_dir, tiny_backbones):
+    config = _config(fixture_dir, tiny_backbones["qwen2_vl"])
+    config = {key: config[key] for key in ("model", "output_dir", "batch_size", "mmeb")}
+    config["rerank"] = {"model": tiny_backbones["qwen2_vl"], "top_k": 2, "mode": "pointwise"}
+    config_file = fixture_dir / "rerank.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    assert cli_main(["eval", "--config", str(config_file), "--no_progress", "--log_level", "WARNING"]) == 0
+    mmeb = read_results(fixture_dir / "run")["mmeb"]
+    assert mmeb["rerank_top_k"] == 2 and "overall" in mmeb["embedding_only"]
+    assert mmeb["reranker"]["mode"] == "pointwise"
+    assert all("precision@1_embedding" in scores for scores in mmeb["datasets"].values())
+    records = [
+        json.loads(line) for line in (fixture_dir / "run" / "predictions" / "mmeb.jsonl").read_text().splitlines()
+    ]
+    for record in records:  # the reranker only reorders the embedder's top 2
+        if record["embedding_gold_rank"] > 2:
+            assert record["gold_rank"] == record["embedding_gold_rank"]
+        else:
+            assert record["gold_rank"] <= 2
+
+
 @pytest.mark.parametrize("name", ["eval_shapes.yaml", "eval_mmeb.yaml", "eval_retrieval.yaml", "eval_sugarcrepe.yaml"])
 def test_example_configs_are_valid(name):
     config = load_config(make_parser().parse_args(["--config", str(CONFIGS / name)]))
@@ -192,6 +213,8 @@ def test_config_errors_are_clear(tmp_path, capsys):
         EvalConfig(model="m", output_dir="o", retrieval={"flickr": {"image_root": "x"}})
     with pytest.raises(ValueError, match="nothing to evaluate"):
         EvalConfig(model="m", output_dir="o")
+    with pytest.raises(ValueError, match="rerank.mode"):
+        EvalConfig(model="m", output_dir="o", mmeb={"data_dir": "x"}, rerank={"model": "r", "mode": "best"})
     with pytest.raises(ValueError, match="tasks"):
         EvalConfig(model="m", output_dir="o", mmeb={"data_dir": "x"}, tasks="mmeb,retreival")
     config = EvalConfig(

@@ -51,6 +51,7 @@ RETRIEVAL_KEYS = ("path", "image_root", "split", "max_images", "image_prompt", "
 TINY_PREFIX = "tiny:"
 COMPOSITIONAL_KEYS = ("path", "image_root", "image_prompt", "text_prompt")
 PLOTS_KEYS = ("modality_gap", "judge_scores", "judge_threshold")
+RERANK_KEYS = ("model", "top_k", "mode", "batch_size", "rest_order")
 
 
 def _unknown_keys(where: str, given: Mapping[str, Any], known: Sequence[str]) -> None:
@@ -107,6 +108,10 @@ class EvalConfig:
         plots (`dict`, *optional*):
             `modality_gap` (`bool`, default `True`: one picture per retrieval gallery), `judge_scores` (a mined or
             judged file or saved dataset to plot), `judge_threshold` (a line on that plot).
+        rerank (`dict`, *optional*):
+            Rerank every MMEB query's top candidates with a UniME-V2 reranker ([`~unime_hf.rerank.UniMEReranker`]):
+            `model` (checkpoint), `top_k` (default 10), `mode` (`listwise`, the default, or `pointwise`),
+            `batch_size`, `rest_order`. Both the embedding-only and the reranked scores are reported.
     """
 
     model: str
@@ -125,6 +130,7 @@ class EvalConfig:
     retrieval: dict[str, dict[str, Any]] | None = None
     compositional: dict[str, dict[str, Any]] | None = None
     plots: dict[str, Any] = field(default_factory=dict)
+    rerank: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -159,6 +165,12 @@ class EvalConfig:
                 _unknown_keys(f"{section}.{name}", options, known)
         self.plots = dict(self.plots or {})
         _unknown_keys("plots", self.plots, PLOTS_KEYS)
+        if self.rerank is not None:
+            _unknown_keys("rerank", self.rerank, RERANK_KEYS)
+            if not self.rerank.get("model"):
+                raise ValueError("rerank: needs a `model` (a reranker checkpoint)")
+            if self.rerank.get("mode", "listwise") not in ("listwise", "pointwise"):
+                raise ValueError(f"rerank.mode must be 'listwise' or 'pointwise', got {self.rerank['mode']!r}")
         if not self.selected_tasks():
             raise ValueError("nothing to evaluate: configure `mmeb`, `retrieval` or `compositional` (or fix `tasks`)")
 
@@ -319,6 +331,7 @@ def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict
     splits = {n: e["split"] for n, e in info.items() if e.get("split")}
     meta_tasks.update(options.get("meta_tasks") or {})
     splits.update(options.get("splits") or {})
+    reranker = _load_reranker(config) if config.rerank else None
     result = evaluate_mmeb(
         data,
         embedder,
@@ -328,15 +341,47 @@ def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict
         meta_tasks=meta_tasks,
         splits=splits,
         ties=config.ties,
+        reranker=reranker,
+        rerank_top_k=int(config.rerank.get("top_k", 10)) if config.rerank else 10,
         max_queries=config.max_queries,
         show_progress=config.show_progress,
     )
+    if reranker is not None:
+        result.metrics["reranker"] = {
+            "model": str(config.rerank["model"]),
+            "mode": reranker.mode,
+            "stats": dict(getattr(reranker.reranker, "stats", {})),
+        }
     for name, paths in sources.items():
         result.metrics["datasets"][name]["path"] = [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
     result.metrics["image_root"] = str(options["image_root"]) if options.get("image_root") else None
     predictions = write_predictions(result.predictions, output_dir / PREDICTIONS_DIR / "mmeb.jsonl")
     results["mmeb"] = result.metrics
     results["predictions"]["mmeb"] = predictions.relative_to(output_dir).as_posix()
+
+
+class _RerankerWithMode:
+    """A [`~unime_hf.rerank.UniMEReranker`] as the evaluation's `rank(query, candidates)`, in one mode."""
+
+    def __init__(self, reranker: Any, mode: str) -> None:
+        self.reranker = reranker
+        self.mode = mode
+
+    def rank(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[int]:
+        return self.reranker.rank(query, candidates, mode=self.mode)
+
+
+def _load_reranker(config: EvalConfig) -> _RerankerWithMode:
+    import torch
+
+    from unime_hf.rerank.reranker import UniMEReranker
+
+    options = config.rerank or {}
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kwargs = {key: options[key] for key in ("batch_size", "rest_order") if key in options}
+    logger.info("loading reranker %s on %s", options["model"], device)
+    reranker = UniMEReranker.from_pretrained(options["model"], device=device, **kwargs)
+    return _RerankerWithMode(reranker, options.get("mode", "listwise"))
 
 
 def _run_retrieval(config: EvalConfig, embedder: Any, output_dir: Path, results: dict[str, Any]) -> None:
