@@ -44,7 +44,9 @@ def make_trainer(backbone, output_dir, train_dataset, corpus=None, callbacks=Non
     }
     options.update(overrides)
     args = EmbeddingDistillConfig(str(output_dir), **options)
-    return EmbeddingDistillTrainer(backbone, args=args, train_dataset=train_dataset, corpus=corpus, callbacks=callbacks)
+    return EmbeddingDistillTrainer(
+        backbone, args=args, train_dataset=train_dataset, corpus=corpus, callbacks=callbacks
+    )
 
 
 def first_step_gradients(backbone, output_dir, dataset, corpus=None, **overrides) -> dict[str, torch.Tensor]:
@@ -109,7 +111,7 @@ def test_lora_trains_adapters_only_and_saves_a_merged_checkpoint(backbone, synth
     for name in ("config.json", "modeling_unime.py", "processor_config.json", "modules.json", "README.md"):
         assert (output / name).is_file(), name
     card = (output / "README.md").read_text()
-    assert backbone in card and "symmetric KL" in card and "| `lora_r` | 16 |" in card
+    assert backbone in card and "symmetric KL" in card and "| LoRA r | 16 |" in card
 
     loaded = AutoModel.from_pretrained(str(output), trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(str(output), trust_remote_code=True)

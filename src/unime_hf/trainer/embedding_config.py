@@ -58,6 +58,10 @@ class EmbeddingDistillConfig(TrainingArguments):
             Dropout on the LoRA input.
         use_dora (`bool`, *optional*, defaults to `False`):
             Weight-decomposed LoRA (DoRA).
+        freeze_vision_tower (`bool`, *optional*, defaults to `False`):
+            Keep everything outside the language model (vision encoder, projector) fixed in full fine-tuning. Under
+            DeepSpeed ZeRO-2 every process must give gradients to the same parameters, which text-only batches next
+            to image batches break unless the vision side is frozen (or LoRA is used).
         lora_target_modules (`list[str]`, *optional*):
             Names of linear layers (e.g. `["q_proj", "v_proj"]`) to adapt, matched inside the language model only;
             `None` adapts every linear layer of the language model. The vision tower is never adapted.
@@ -105,6 +109,10 @@ class EmbeddingDistillConfig(TrainingArguments):
     )
     image_root: str | None = field(
         default=None, metadata={"help": "Folder that relative image paths in the data are relative to."}
+    )
+    freeze_vision_tower: bool = field(
+        default=False,
+        metadata={"help": "Keep the vision encoder and projector fixed (full fine-tuning of the language model)."},
     )
     use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the language model."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})

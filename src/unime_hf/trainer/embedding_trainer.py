@@ -26,7 +26,14 @@ from unime_hf.models.processing_unime import as_unime_processor, load_processor,
 from unime_hf.trainer.collator import EmbeddingCollator
 from unime_hf.trainer.embedding_config import LISTWISE_LOSSES, SOFT_LABEL_LOSSES, EmbeddingDistillConfig
 from unime_hf.trainer.grad_cache import grad_cache_step
-from unime_hf.trainer.lora import apply_lora, build_lora_config, is_peft_model, merged_state_dict
+from unime_hf.trainer.lora import (
+    apply_lora,
+    build_lora_config,
+    freeze_vision_tower,
+    is_peft_model,
+    language_model_name,
+    merged_state_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +165,9 @@ class EmbeddingDistillTrainer(Trainer):
             processor.resize_policy = args.image_resize
         _unime_model(model).processor = processor
 
+        if args.freeze_vision_tower:
+            frozen = freeze_vision_tower(_unime_model(model))
+            logger.info("Froze %d parameter tensors outside the language model.", len(frozen))
         if (args.use_lora or peft_config is not None) and not is_peft_model(model):
             model = apply_lora(model, peft_config if peft_config is not None else build_lora_config(model, args))
             if args.gradient_checkpointing:
@@ -194,6 +204,14 @@ class EmbeddingDistillTrainer(Trainer):
             "eval": defaultdict(list),
         }
         self._num_parameters: int | None = None
+        if self.is_deepspeed_enabled and not is_peft_model(self.model):
+            prefix = language_model_name(_unime_model(self.model)) + "."
+            if any(p.requires_grad and not n.startswith(prefix) for n, p in self.model.named_parameters()):
+                logger.warning(
+                    "DeepSpeed ZeRO with a trainable vision tower: a text-only batch on one process and an image "
+                    "batch on another give gradients to different parameters, which ZeRO cannot reduce. Set "
+                    "`freeze_vision_tower=True` or `use_lora=True`, or make every batch hold images."
+                )
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names)
 
@@ -317,13 +335,20 @@ class EmbeddingDistillTrainer(Trainer):
         def loss_fn(cached: dict[str, torch.Tensor]) -> torch.Tensor:
             return self.embedding_loss(cached["query"], cached["candidate"], inputs) * scale
 
+        chunks = {side: self._side_chunks(inputs, side) for side in ("query", "candidate")}
+        num_backward_passes = None
+        if self.is_deepspeed_enabled:
+            # ZeRO reduces gradients in every backward pass: every process must run as many as the busiest one.
+            count = torch.tensor([sum(len(c) for c in chunks.values())], device=self.args.device)
+            num_backward_passes = int(self.accelerator.gather(count).max())
         loss = grad_cache_step(
             embed,
-            {side: self._side_chunks(inputs, side) for side in ("query", "candidate")},
+            chunks,
             loss_fn,
             backward=lambda tensor: self.accelerator.backward(tensor, **backward_kwargs),
             no_sync=lambda: self._defer_gradient_sync(model),
             device=self.args.device,
+            num_backward_passes=num_backward_passes,
         )
         return loss
 
@@ -506,90 +531,45 @@ def _hyperparameters(trainer: EmbeddingDistillTrainer) -> dict[str, Any]:
         "learning_rate": args.learning_rate,
         "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         "warmup_steps": args.warmup_steps,
-        "weight_decay": args.weight_decay,
+        "max_steps": args.max_steps,
+        "num_train_epochs": None if args.max_steps > 0 else args.num_train_epochs,
+        "queries_per_step": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_processes": args.world_size,
-        "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
-        "max_steps": args.max_steps,
-        "num_train_epochs": args.num_train_epochs,
-        "trained_steps": trainer.state.global_step,
         "grad_cache_chunk_size": args.grad_cache_chunk_size,
-        "max_length": args.max_length,
+        "use_lora": args.use_lora,
+        "lora_r": args.lora_r,
+        "lora_alpha": args.lora_alpha,
+        "lora_dropout": args.lora_dropout,
+        "lora_target_modules": args.lora_target_modules or ("language model linear layers" if args.use_lora else None),
+        "use_dora": args.use_dora,
+        "bf16": args.bf16,
         "image_size": args.image_size,
-        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "max_length": args.max_length,
         "seed": args.seed,
+        # Free keys: the card shows them as written.
+        "Processes": args.world_size,
+        "Weight decay": args.weight_decay,
+        "Steps trained": trainer.state.global_step,
     }
-    if args.use_lora:
-        values.update(
-            lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, use_dora=args.use_dora
-        )
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    if losses:
+        values["Final training loss"] = round(losses[-1], 4)
     return values
 
 
 def build_model_card(trainer: EmbeddingDistillTrainer) -> Any:
-    """A `huggingface_hub.ModelCard` (YAML front matter + markdown) naming the base model, the data, the loss and
-    the hyper-parameters of a training run."""
-    from huggingface_hub import ModelCard, ModelCardData
+    """The model card (`huggingface_hub.ModelCard`, rendered with `unime_hf.hub.render_embedding_card`) of a
+    training run: base model, data, loss and hyper-parameters."""
+    from unime_hf.hub.model_card import render_embedding_card
 
     args = trainer.args
-    base = trainer.base_model_id
-    # A local folder is no Hub id: the Hub rejects it as `base_model`, so it is only named in the text.
-    hub_base = base if base and not os.path.exists(base) else None
-    dataset = args.dataset_name
-    hub_dataset = [dataset] if dataset and not os.path.exists(dataset) else None
-    data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag="feature-extraction",
-        tags=[*EmbeddingDistillTrainer._tag_names, "sentence-transformers", "unime-v2", args.loss],
-        base_model=hub_base,
-        datasets=hub_dataset,
-        license=None,
+    config = getattr(_unime_model(trainer.accelerator.unwrap_model(trainer.model)), "config", None)
+    return render_embedding_card(
+        base_model=trainer.base_model_id,
+        datasets=args.dataset_name,
+        training=_hyperparameters(trainer),
+        model_id=args.hub_model_id,
+        model_name=Path(args.output_dir).name if not args.hub_model_id else None,
+        embedding_dim=getattr(config, "hidden_size", None),
     )
-    losses = {
-        "symmetric_kl": "symmetric KL between the model's and the judge's softmax over each query's candidates "
-        "(UniME-V2; the paper calls it JS divergence)",
-        "js": "Jensen-Shannon divergence between the model's and the judge's softmax over each query's candidates",
-        "info_nce": "InfoNCE with in-batch negatives (VLM2Vec baseline)",
-        "hard_negative_ce": "cross-entropy over the positive and its hard negatives (hard labels)",
-    }
-    rows = "\n".join(f"| `{name}` | {value} |" for name, value in _hyperparameters(trainer).items())
-    history = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    final_loss = f"{history[-1]:.4f}" if history else "n/a"
-    name = Path(args.output_dir).name
-    content = f"""---
-{data.to_yaml()}
----
-
-# {name}
-
-A universal multimodal embedding model trained with [unime-hf](https://github.com/unime-hf/unime-hf) in the
-UniME-V2 way: the last-token state of a multimodal LLM, L2-normalised, embeds text, images and image+text in one
-space.
-
-- **Base model:** `{base or "unknown"}`
-- **Training data:** `{dataset or "unknown"}`
-- **Loss:** {losses[args.loss]}, temperature {args.loss_temperature}
-- **LoRA:** {"merged into the weights" if args.use_lora else "no (all weights trained)"}
-- **Final training loss:** {final_loss}
-
-## Usage
-
-```python
-from transformers import AutoModel, AutoProcessor
-
-model = AutoModel.from_pretrained("{name}", trust_remote_code=True)
-processor = AutoProcessor.from_pretrained("{name}", trust_remote_code=True)
-embeddings = model.encode(["a red circle", {{"image": "cat.png", "text": "<|image_1|>\\nRepresent the given image."}}],
-                          processor=processor)
-```
-
-or `SentenceTransformer("{name}", trust_remote_code=True).encode(...)`.
-
-## Training hyper-parameters
-
-| parameter | value |
-|---|---|
-{rows}
-"""
-    return ModelCard(content)

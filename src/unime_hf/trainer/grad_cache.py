@@ -48,6 +48,7 @@ def grad_cache_step(
     backward: Callable[[torch.Tensor], None] | None = None,
     no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
     device: torch.device | None = None,
+    num_backward_passes: int | None = None,
 ) -> torch.Tensor:
     r"""One GradCache forward/backward: accumulates into `.grad` the parameter gradients of `loss_fn` over the
     embeddings of all chunks, holding one chunk's activations at a time.
@@ -69,6 +70,10 @@ def grad_cache_step(
             are synchronised once per step.
         device (`torch.device`, *optional*):
             The device whose random state is replayed besides the CPU's (CUDA only).
+        num_backward_passes (`int`, *optional*):
+            Run exactly this many backward passes (at least the number of chunks): the first chunk is run again with
+            a zero gradient to make up the difference. DeepSpeed ZeRO-2 reduces gradients in every backward pass,
+            so every process must run as many as the others, whatever its number of chunks.
 
     Returns:
         `torch.Tensor`: the detached loss.
@@ -105,15 +110,22 @@ def grad_cache_step(
 
     # 3. Re-embed each chunk with gradient and push the cached gradient through it.
     work = [(side, i, chunk) for side, side_chunks in chunks.items() for i, chunk in enumerate(side_chunks)]
+    if num_backward_passes is not None and num_backward_passes > len(work):
+        # Padding passes come first, so the last pass (the one that synchronises) stays a real one.
+        work = [(None, 0, work[0][2])] * (num_backward_passes - len(work)) + work
+    first_side = next(iter(chunks))
     offsets = {side: 0 for side in chunks}
     for position, (side, i, chunk) in enumerate(work):
         # DDP decides in forward whether the backward pass synchronises, so the context spans both.
         context = no_sync() if position < len(work) - 1 else contextlib.nullcontext()
         with context:
-            with states[side][i].replay():
+            with states[side if side is not None else first_side][i].replay():
                 embeddings = embed(chunk)
-            rows = embeddings.shape[0]
-            gradient = gradients_by_side[side][offsets[side] : offsets[side] + rows]
-            offsets[side] += rows
+            if side is None:
+                gradient = torch.zeros_like(embeddings)
+            else:
+                rows = embeddings.shape[0]
+                gradient = gradients_by_side[side][offsets[side] : offsets[side] + rows]
+                offsets[side] += rows
             backward(torch.sum(embeddings * gradient.to(embeddings.dtype)))
     return loss.detach()

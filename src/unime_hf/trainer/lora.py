@@ -67,6 +67,17 @@ def lora_target_regex(model: nn.Module, names: list[str] | None = None) -> str:
     return rf"{re.escape(prefix)}\..*\.({'|'.join(re.escape(name) for name in sorted(names))})"
 
 
+def freeze_vision_tower(model: nn.Module) -> list[str]:
+    """Stop gradients to all parameters outside the language model (vision encoder, projector); returns their names."""
+    prefix = language_model_name(model) + "."
+    frozen = []
+    for name, parameter in model.named_parameters():
+        if not name.startswith(prefix) and parameter.requires_grad:
+            parameter.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 def build_lora_config(model: nn.Module, args: Any) -> LoraConfig:
     """The `peft.LoraConfig` described by an [`EmbeddingDistillConfig`] (`lora_r`, `lora_alpha`, `lora_dropout`,
     `use_dora`, `lora_target_modules`), targeting the language model of `model`."""
