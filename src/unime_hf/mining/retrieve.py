@@ -32,6 +32,7 @@ CANDIDATE_SIMILARITIES = "candidate_similarities"
 DEFAULT_QUERY_CHUNK_SIZE = 1024
 DEFAULT_CORPUS_CHUNK_SIZE = 16384
 RESCORE_MARGIN = 8
+_MERGE_EVERY = 16
 _HASH_BATCH_SIZE = 10_000
 
 
@@ -166,7 +167,7 @@ class ExactSearcher:
         corpus_tensor = torch.as_tensor(corpus, dtype=torch.float32)
         if corpus_tensor.ndim != 2 or corpus_tensor.shape[0] == 0:
             raise ValueError(f"corpus must be a non-empty [n, dim] matrix, got shape {tuple(corpus_tensor.shape)}.")
-        if not bool(torch.isfinite(corpus_tensor).all()):
+        if not bool(torch.isfinite(corpus_tensor.sum())):  # one cheap pass: a NaN or inf anywhere makes the sum so
             raise ValueError("corpus embeddings contain NaN or infinite values.")
         self.corpus = corpus_tensor.contiguous()
         self.query_chunk_size = query_chunk_size
@@ -201,7 +202,7 @@ class ExactSearcher:
             raise ValueError(
                 f"queries must be a [q, {self.corpus.shape[1]}] matrix, got shape {tuple(queries_tensor.shape)}."
             )
-        if not bool(torch.isfinite(queries_tensor).all()):
+        if not bool(torch.isfinite(queries_tensor.sum())):
             raise ValueError("query embeddings contain NaN or infinite values.")
         k = min(k, self.corpus.shape[0])
         if k < 1:
@@ -312,26 +313,37 @@ def _select_top_k(
     return top_values[:, :k], top_labels[:, :k]
 
 
+def _merge(sims: list[torch.Tensor], idx: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of the union of several per-block top-k lists, ties by corpus index."""
+    import torch
+
+    if len(sims) == 1:
+        return sims[0], idx[0]
+    return _select_top_k(torch.cat(sims, dim=1), k, labels=torch.cat(idx, dim=1))
+
+
 def _torch_top_k(
     queries: torch.Tensor, corpus: torch.Tensor, k: int, corpus_chunk_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k over `corpus` in column chunks with a running merge; memory is one `[q, chunk]` block."""
     import torch
 
-    best_sims: torch.Tensor | None = None
-    best_idx: torch.Tensor | None = None
+    # One buffer reused for every block: a fresh large allocation per block costs page faults on every first touch.
+    buffer = torch.empty(queries.shape[0] * min(corpus_chunk_size, corpus.shape[0]), dtype=queries.dtype)
+    kept_sims: list[torch.Tensor] = []
+    kept_idx: list[torch.Tensor] = []
     for start in range(0, corpus.shape[0], corpus_chunk_size):
-        block = queries @ corpus[start : start + corpus_chunk_size].T
+        chunk = corpus[start : start + corpus_chunk_size]
+        block = buffer[: queries.shape[0] * chunk.shape[0]].view(queries.shape[0], chunk.shape[0])
+        torch.mm(queries, chunk.T, out=block)
         sims, idx = _select_top_k(block, k)
-        del block
-        idx += start
-        if best_sims is None:
-            best_sims, best_idx = sims, idx
-        else:
-            best_sims, best_idx = _select_top_k(
-                torch.cat([best_sims, sims], dim=1), k, labels=torch.cat([best_idx, idx], dim=1)
-            )
-    return best_sims, best_idx
+        kept_sims.append(sims)
+        kept_idx.append(idx + start)
+        # Merge the per-block winners every few blocks: memory stays O(q * k) and the merges stay few.
+        if len(kept_sims) == _MERGE_EVERY:
+            merged = _merge(kept_sims, kept_idx, k)
+            kept_sims, kept_idx = [merged[0]], [merged[1]]
+    return _merge(kept_sims, kept_idx, k)
 
 
 # -------------------------------------------------------------------------------------------------------- retrieve

@@ -137,7 +137,7 @@ class ShardedRunner:
         self.ranges = shard_ranges(num_rows, shard_size)
         self.fingerprint = _canonical(dict(fingerprint))
         self.overwrite = overwrite
-        self.state = state if state is not None else _default_state()
+        self.state = state if state is not None else default_state()
         self.directory = Path(output_dir) / name if output_dir is not None else None
         self._memory: dict[int, dict[str, Any]] = {}
         if self.directory is not None:
@@ -350,7 +350,7 @@ class _SingleProcessState:
         pass
 
 
-def _default_state() -> Any:
+def default_state() -> Any:
     """`accelerate.PartialState()`; on a machine without accelerator it is created with `cpu=True`.
 
     Without `cpu=True`, `PartialState` ignores the ranks of a multi-process launch (`accelerate launch --multi_gpu
@@ -387,6 +387,9 @@ def progress_bar(total: int, desc: str, show: bool = True, unit: str = "row") ->
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit)
+
+
+_default_state = default_state  # the name the judge stage first imported
 
 
 def _manifest_differences(existing: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
