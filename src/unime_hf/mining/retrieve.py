@@ -271,15 +271,19 @@ def _faiss_available() -> bool:
     return True
 
 
-def _rescore(queries: torch.Tensor, corpus: torch.Tensor, idx: torch.Tensor, batch: int = 128) -> torch.Tensor:
+def _rescore(queries: torch.Tensor, corpus: torch.Tensor, idx: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Float64 inner products of each query with its shortlisted corpus rows `idx` ([q, w])."""
     import torch
 
     out = torch.empty(idx.shape, dtype=torch.float64)
+    queries64 = queries.double()
     for start in range(0, idx.shape[0], batch):
-        candidates = corpus[idx[start : start + batch]].double()  # [b, w, dim]
-        # multiply-then-sum reduces each pair on its own, so equal vectors get bit-equal scores wherever they sit
-        out[start : start + batch] = (candidates * queries[start : start + batch, None, :].double()).sum(dim=-1)
+        rows = idx[start : start + batch]
+        candidates = torch.index_select(corpus, 0, rows.reshape(-1)).view(*rows.shape, -1).double()
+        # Products of float32 numbers are exact in float64; multiply-then-sum reduces each pair on its own, so equal
+        # vectors get bit-equal scores wherever they sit in the batch.
+        candidates.mul_(queries64[start : start + batch, None, :])
+        torch.sum(candidates, dim=-1, out=out[start : start + batch])
     return out
 
 
