@@ -383,6 +383,9 @@ def retrieve_candidates(
     `output_dir/{corpus_embeddings,query_embeddings,candidates}` together with a manifest of the configuration: a
     rerun skips the shards already written, and under `accelerate launch` each process takes every n-th shard and all
     processes return the same assembled dataset. Without `output_dir`, everything runs in memory in each process.
+    (On a machine without GPU, `accelerate launch --cpu` starts several processes only through MPI; use
+    `accelerate launch --multi_gpu --num_processes n` or `torchrun --nproc_per_node n`, which the runner joins on
+    CPU with gloo.)
 
     Args:
         pairs (`datasets.Dataset`):
