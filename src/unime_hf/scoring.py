@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from unime_hf.models.processing_unime import (
     MMEB_IMAGE_PLACEHOLDER,
     ItemError,
@@ -194,6 +196,15 @@ def build_pair_content(
     return PreparedPair(merged, images)
 
 
+def _accepts_logits_to_keep(model: Any) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (a PEFT wrapper passes it on to its base model)."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    try:
+        return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _strip_where(message: str, where: str) -> str:
     prefix = f"{where}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
@@ -273,7 +284,7 @@ class YesNoScorer:
                 "processor of an instruction-tuned checkpoint or set `processor.chat_template`."
             )
         self.image_root = image_root if image_root is not None else getattr(processor, "image_root", None)
-        self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(type(model).forward).parameters
+        self._accepts_logits_to_keep = _accepts_logits_to_keep(model)
 
     # ---------------------------------------------------------------------------------------------------- prompts
     def prepare(self, query: Any, candidate: Any, index: int = 0) -> PreparedPair:
@@ -322,11 +333,20 @@ class YesNoScorer:
     ) -> Any:
         texts = list(texts) if texts is not None else self.render_many(prepared)
         images = [self.load_images(pair, index) for pair, index in zip(prepared, indices)]
-        if not any(images):
-            return self.processor(text=texts, padding=True, return_tensors="pt")
         # One list of images per prompt: processors that treat multi-image prompts differently (LLaVA-OneVision)
-        # must see which images belong together.
-        return self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        # must see which images belong together. Text-only batches carry no image inputs at all.
+        kwargs: dict[str, Any] = {"images": images} if any(images) else {}
+        # NumPy outputs turned into tensors without a copy: the same values, and faster than "pt", which validates
+        # and converts nested Python lists element by element.
+        features = self.processor(text=texts, padding=True, return_tensors="np", **kwargs)
+        if any(isinstance(value, np.ndarray) and value.dtype == object for value in features.values()):
+            return self.processor(text=texts, padding=True, return_tensors="pt", **kwargs)
+        import torch
+
+        for key, value in features.items():
+            if isinstance(value, np.ndarray):
+                features[key] = torch.from_numpy(np.ascontiguousarray(value))
+        return features
 
     # ---------------------------------------------------------------------------------------------------- scoring
     def score(self, pairs: Sequence[Pair], show_progress_bar: bool = False, progress: Any = None) -> list[float]:

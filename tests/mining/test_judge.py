@@ -112,6 +112,24 @@ def test_judge_adds_aligned_scores(tiny_judge):
     assert by_id[:]["candidate_scores"] == out["candidate_scores"]
 
 
+def test_image_feature_columns_score_like_paths(tiny_judge):
+    from datasets import Image as ImageFeature
+
+    _, image_root, judge = tiny_judge
+    rows, corpus = make_data(image_root)
+    expected = judge.judge(rows, corpus, show_progress=False)[:]
+
+    def as_feature(dataset, column):
+        values = [os.path.join(image_root, value) if value else None for value in dataset[:][column]]
+        return dataset.remove_columns(column).add_column(column, values).cast_column(column, ImageFeature())
+
+    rows = as_feature(as_feature(rows, "query_image"), "pos_image")
+    got = judge.judge(rows, as_feature(corpus, "image"), show_progress=False)[:]
+    assert got["pos_score"] == pytest.approx(expected["pos_score"], abs=1e-6)
+    for mine, theirs in zip(got["candidate_scores"], expected["candidate_scores"]):
+        assert mine == pytest.approx(theirs, abs=1e-6)
+
+
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_judge, tmp_path, monkeypatch):
     _, image_root, judge = tiny_judge
     rows, corpus = make_data(image_root)
