@@ -57,7 +57,7 @@ class RerankerSFTConfig(SFTConfig):
     Defaults that differ from `SFTConfig`: `completion_only_loss=True` (the loss is on the answer: `Yes`, `No` or
     `(k)`, plus the chat template's end-of-turn tokens), `remove_unused_columns=False` (the collator reads `images`
     and the row metadata), `max_length=None` (truncation would cut image tokens or the answer), `lr_scheduler_type=
-    "cosine"`.
+    "cosine"`, `bf16` on only where a bf16-capable GPU is present (TRL turns it on everywhere, which fails on a CPU).
 
     Example:
 
@@ -117,11 +117,20 @@ class RerankerSFTConfig(SFTConfig):
         metadata={"help": "Truncate sequences to this many tokens; None (default) never cuts image tokens."},
     )
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."})
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bf16 mixed precision; default: on where a bf16 GPU is present (and fp16 is off)."},
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = _parse_names(self.lora_target_modules)
         self._validate_reranker_options()
+        if self.bf16 is None:
+            # TRL turns bf16 on everywhere, which TrainingArguments rejects on a CPU-only machine.
+            from transformers.utils import is_torch_bf16_gpu_available
+
+            self.bf16 = not self.fp16 and is_torch_bf16_gpu_available()
         super().__post_init__()
 
     def _validate_reranker_options(self) -> None:
