@@ -170,6 +170,7 @@ def build_pair_content(
     ['text', 'image', 'text']
     ```
     """
+    check_prompt_template(prompt_template)
     head, rest = prompt_template.split(QUERY_FIELD, 1)
     middle, tail = rest.split(CANDIDATE_FIELD, 1)
     parts: list[dict[str, Any]] = [{"type": "text", "text": head}]
