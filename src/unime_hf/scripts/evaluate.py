@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -32,10 +31,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from unime_hf.models.auto import MODEL_KINDS
+
 logger = logging.getLogger("unime_hf.scripts.evaluate")
 
 TASKS: tuple[str, ...] = ("mmeb", "retrieval", "compositional")
-MODEL_KINDS: tuple[str, ...] = ("auto", "unime", "backbone", "sentence-transformers")
 MMEB_KEYS = (
     "data_dir",
     "image_root",
@@ -267,50 +267,17 @@ def _resolve_model(config: EvalConfig) -> str:
     return str(path)
 
 
-def _model_kind(model: str, kind: str) -> str:
-    if kind != "auto":
-        return kind
-    path = Path(model)
-    config_file = path / "config.json"
-    if path.is_dir():
-        model_type = None
-        if config_file.is_file():
-            model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-        if model_type == "unime":
-            return "unime"
-        if (path / "modules.json").is_file():
-            return "sentence-transformers"
-        return "backbone"
-    from transformers import AutoConfig
-
-    return "unime" if AutoConfig.from_pretrained(model).model_type == "unime" else "backbone"
-
-
 def load_embedder(config: EvalConfig) -> Any:
     """Load the model named by the config as an embedder (see [`EvalConfig`])."""
-    import torch
+    from unime_hf.models.auto import load_embedder as load
 
-    name = _resolve_model(config)
-    kind = _model_kind(name, config.model_kind)
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kwargs: dict[str, Any] = {}
-    if config.dtype:
-        kwargs["dtype"] = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
-    logger.info("loading %s as %s on %s", name, kind, device)
-    if kind == "sentence-transformers":
-        from sentence_transformers import SentenceTransformer
-
-        model_kwargs = {"dtype": kwargs["dtype"]} if "dtype" in kwargs else None
-        return SentenceTransformer(
-            name, device=device, trust_remote_code=config.trust_remote_code, model_kwargs=model_kwargs
-        )
-    from unime_hf.models.modeling_unime import UniMEEmbeddingModel
-
-    if kind == "unime":
-        model = UniMEEmbeddingModel.from_pretrained(name, **kwargs)
-    else:
-        model = UniMEEmbeddingModel.from_backbone(name, **kwargs)
-    return model.to(device).eval()
+    return load(
+        _resolve_model(config),
+        kind=config.model_kind,
+        device=config.device,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+    )
 
 
 def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict[str, Any]) -> None:
