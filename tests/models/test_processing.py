@@ -145,3 +145,13 @@ def test_load_processor_builds_an_image_only_processor_for_a_stock_checkpoint(ti
     processor = load_processor(stock)
     assert type(processor).__name__ == "UniMEQwen2VLProcessor"
     assert processor.prepare_items(["hello"])["input_ids"].shape[0] == 1
+
+
+def test_llava_onevision_wide_images_match_the_model(tiny_backbones, tmp_path):
+    # The any-resolution setting must survive save/load, or wide images get the wrong number of image tokens.
+    processor = AutoProcessor.from_pretrained(tiny_backbones["llava_onevision"], trust_remote_code=True)
+    assert processor.vision_aspect_ratio == "anyres_max_1"
+    model = UniMEEmbeddingModel.from_backbone(tiny_backbones["llava_onevision"])
+    wide, tall = Image.new("RGB", (56, 28), (200, 10, 10)), Image.new("RGB", (28, 84), (10, 10, 200))
+    embeddings = model.encode([wide, tall, {"text": "a wide one", "image": wide}], batch_size=3)
+    assert embeddings.shape == (3, model.config.hidden_size)

@@ -267,6 +267,7 @@ class UniMELlavaOnevisionProcessor(UniMEItemsMixin, LlavaOnevisionProcessor):
         num_image_tokens=None,
         vision_feature_select_strategy=None,
         chat_template=None,
+        vision_aspect_ratio: str = "anyres_max_9",
         image_size: int | None = None,
         resize_policy: str = "none",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
@@ -280,6 +281,7 @@ class UniMELlavaOnevisionProcessor(UniMEItemsMixin, LlavaOnevisionProcessor):
             num_image_tokens=num_image_tokens,
             vision_feature_select_strategy=vision_feature_select_strategy,
             chat_template=chat_template,
+            vision_aspect_ratio=vision_aspect_ratio,
             **kwargs,
         )
 
@@ -305,6 +307,7 @@ def as_unime_processor(processor: Any, model_type: str):
         kwargs.update(
             num_image_tokens=processor.num_image_tokens,
             vision_feature_select_strategy=processor.vision_feature_select_strategy,
+            vision_aspect_ratio=processor.vision_aspect_ratio,
         )
     return PROCESSOR_CLASSES[model_type](chat_template=getattr(processor, "chat_template", None), **kwargs)
 
