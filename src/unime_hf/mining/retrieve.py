@@ -130,9 +130,10 @@ class ExactSearcher:
     """Exact maximum-inner-product search over a fixed corpus, with deterministic ties.
 
     Results are sorted by similarity (descending), ties broken by corpus index (ascending), and are the same whatever
-    the backend or chunk sizes: the backend shortlists the top `k + 8` by float32 similarity, and the shortlist is
-    re-scored in float64 and cut to the top-k under the order `(-similarity, index)`. (Only more than 8 items
-    within float32 rounding, about 1e-7, of the k-th could make backends differ.) Pass unit vectors for cosine.
+    the backend or chunk sizes: the backend shortlists the top `k + 8`, and the shortlist is re-scored with a
+    computation that depends only on the two vectors (not on BLAS kernels or block shapes) and cut to the top-k
+    under the order `(-similarity, index)`. (Only more than 8 items within float32 rounding, about 1e-7, of the
+    k-th could make backends differ.) Pass unit vectors for cosine.
 
     Args:
         corpus (`np.ndarray` or `torch.Tensor`):
@@ -209,9 +210,9 @@ class ExactSearcher:
             raise ValueError(f"k must be >= 1, got {k}.")
         sims_out = np.empty((queries_tensor.shape[0], k), dtype=np.float32)
         idx_out = np.empty((queries_tensor.shape[0], k), dtype=np.int64)
-        # The backends shortlist a few more than k by float32 similarity; the shortlist is re-scored in float64 so
-        # that near-ties (float32 rounding differs between BLAS kernels and block shapes) resolve the same way
-        # whatever the backend, chunk sizes or number of processes.
+        # The backends shortlist a few more than k; the shortlist is re-scored canonically so that near-ties (whose
+        # float32 rounding differs between BLAS kernels and block shapes) resolve the same way whatever the backend,
+        # chunk sizes or number of processes.
         shortlist = min(k + RESCORE_MARGIN, self.corpus.shape[0])
         for start in range(0, queries_tensor.shape[0], self.query_chunk_size):
             block = queries_tensor[start : start + self.query_chunk_size].contiguous()
@@ -272,17 +273,19 @@ def _faiss_available() -> bool:
 
 
 def _rescore(queries: torch.Tensor, corpus: torch.Tensor, idx: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Float64 inner products of each query with its shortlisted corpus rows `idx` ([q, w])."""
+    """Canonical inner products of each query with its shortlisted corpus rows `idx` ([q, w]).
+
+    Multiply-then-sum reduces each (query, item) pair on its own, so a score depends only on the two vectors: not on
+    the backend, block shapes, batch or position (equal vectors get bit-equal scores wherever they sit). BLAS
+    matrix products give no such guarantee.
+    """
     import torch
 
-    out = torch.empty(idx.shape, dtype=torch.float64)
-    queries64 = queries.double()
+    out = torch.empty(idx.shape, dtype=queries.dtype)
     for start in range(0, idx.shape[0], batch):
         rows = idx[start : start + batch]
-        candidates = torch.index_select(corpus, 0, rows.reshape(-1)).view(*rows.shape, -1).double()
-        # Products of float32 numbers are exact in float64; multiply-then-sum reduces each pair on its own, so equal
-        # vectors get bit-equal scores wherever they sit in the batch.
-        candidates.mul_(queries64[start : start + batch, None, :])
+        candidates = torch.index_select(corpus, 0, rows.reshape(-1)).view(*rows.shape, -1)
+        candidates.mul_(queries[start : start + batch, None, :])
         torch.sum(candidates, dim=-1, out=out[start : start + batch])
     return out
 
