@@ -47,8 +47,8 @@ class ReasonerScriptArguments:
     )
     embedder_name_or_path: str = field(
         metadata={
-            "help": "The frozen Embedder: a UniME checkpoint or a backbone to wrap; `tiny:<kind>` builds a tiny random "
-            "one (its rewards carry no retrieval signal: smoke runs only)."
+            "help": "The frozen Embedder: a UniME checkpoint or a backbone to wrap; `tiny:<kind>` builds a tiny "
+            "random one (its rewards carry no retrieval signal: smoke runs only)."
         }
     )
     train_file: str = field(metadata={"help": "Pairs: a save_to_disk folder or a .json/.jsonl/.parquet file."})
@@ -60,7 +60,8 @@ class ReasonerScriptArguments:
         },
     )
     train_format: str = field(
-        default="auto", metadata={"help": "Layout of train_file.", "choices": ["auto", "canonical", "mmeb", "unime_v2"]}
+        default="auto",
+        metadata={"help": "Layout of train_file.", "choices": ["auto", "canonical", "mmeb", "unime_v2"]},
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on N pairs drawn at random (seeded by `seed`) from the data."}
@@ -138,7 +139,8 @@ def resolve_template(value: str) -> str:
         return SHORT_TCOT_PROMPT
     if "{input}" not in value:
         raise ValueError(
-            f"--prompt_template must be one of {PROMPT_TEMPLATES} or a template with an {{input}} field, got {value!r}."
+            f"--prompt_template must be one of {PROMPT_TEMPLATES} or a template with an {{input}} field, got "
+            f"{value!r}."
         )
     return value
 
