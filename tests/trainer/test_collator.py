@@ -107,3 +107,12 @@ def test_errors_name_the_problem(processor, synthetic_data):
         EmbeddingCollator(processor)([{**pair, "query_image": "/no/such/image.png"}])
     with pytest.raises(ValueError, match="prepare_items"):
         EmbeddingCollator(object())
+
+
+def test_trainer_reads_only_model_inputs_from_a_side(processor, synthetic_data):
+    from unime_hf.trainer.embedding_trainer import EmbeddingDistillTrainer
+
+    mined, corpus = synthetic_data
+    batch = EmbeddingCollator(processor, corpus=corpus, num_hard_negatives=2)([mined[0], mined[1]])
+    (candidates,) = EmbeddingDistillTrainer._side_chunks(batch, "candidate")
+    assert "index" not in candidates and {"input_ids", "attention_mask", "pixel_values"} <= set(candidates)

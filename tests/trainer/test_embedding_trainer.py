@@ -232,3 +232,29 @@ def test_data_errors_say_the_fix(backbone, synthetic_data, tmp_path):
         make_trainer(backbone, tmp_path, mined, None)
     with pytest.raises(ValueError, match="lacks the pair columns"):
         make_trainer(backbone, tmp_path, corpus, corpus)
+
+
+def test_plain_training_arguments_and_gradient_checkpointing_with_lora(backbone, synthetic_data, tmp_path):
+    from transformers import TrainingArguments
+
+    mined, corpus = synthetic_data
+    plain = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none", max_steps=1, learning_rate=1e-2)
+    trainer = EmbeddingDistillTrainer(backbone, args=plain, train_dataset=mined.select(range(2)), corpus=corpus)
+    assert isinstance(trainer.args, EmbeddingDistillConfig) and trainer.args.learning_rate == 1e-2
+
+    trainer = make_trainer(
+        backbone, tmp_path, mined.select(range(4)), corpus, max_steps=1, use_lora=True, gradient_checkpointing=True
+    )
+    before = snapshot(trainer.model)
+    trainer.train()
+    after = snapshot(trainer.model)
+    assert any("lora_B" in n and not torch.equal(before[n], after[n]) for n in before)
+
+
+@pytest.mark.parametrize("loss", ["js", "hard_negative_ce"])
+def test_other_listwise_losses_train(backbone, synthetic_data, tmp_path, loss):
+    mined, corpus = synthetic_data
+    trainer = make_trainer(backbone, tmp_path, mined.select(range(4)), corpus, max_steps=1, loss=loss)
+    trainer.train()
+    logged = next(entry for entry in trainer.state.log_history if "loss" in entry)
+    assert logged[f"loss_{loss}"] == pytest.approx(logged["loss"], rel=1e-3) and logged["loss"] > 0

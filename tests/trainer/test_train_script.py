@@ -150,3 +150,14 @@ def test_deepspeed_zero2_with_lora_and_grad_cache(backbone, saved_data, tmp_path
 
     model = AutoModel.from_pretrained(str(tmp_path / "run"), trust_remote_code=True)
     assert model.encode(["a red square"]).shape == (1, 64)
+
+
+@pytest.mark.parametrize("name", ["shapes", "qwen2vl_2b", "qwen2vl_7b", "llava_ov_7b"])
+def test_example_configs_parse(name):
+    # The GPU recipes ask for bf16, which TrainingArguments refuses on a CPU-only machine unless told use_cpu.
+    script_args, args = parse_args(["--config", str(ROOT / "examples" / "configs" / f"{name}.yaml"), "--use_cpu", "1"])
+    assert script_args.model_name_or_path and script_args.train_file
+    if name != "shapes":
+        assert (args.loss, args.loss_temperature, args.num_hard_negatives) == ("symmetric_kl", 0.02, 8)
+        assert (args.use_lora, args.lora_r, args.lora_alpha, args.lora_dropout) == (True, 16, 64, 0.1)
+        assert args.model_init_kwargs == {"dtype": "bfloat16", "attn_implementation": "sdpa"}

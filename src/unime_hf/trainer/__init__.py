@@ -4,6 +4,7 @@
   InfoNCE and hard-negative baselines, GradCache, LoRA).
 - [`EmbeddingCollator`]: pairs or mined rows -> query batch + deduplicated candidate batch.
 - [`grad_cache_step`]: one GradCache forward/backward.
+- [`RerankerSFTConfig`] / [`RerankerSFTTrainer`]: the pairwise + listwise reranker (TRL SFT).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ _LAZY: dict[str, str] = {
     "apply_lora": "unime_hf.trainer.lora",
     "build_lora_config": "unime_hf.trainer.lora",
     "merged_state_dict": "unime_hf.trainer.lora",
+    "RerankerSFTConfig": "unime_hf.trainer.reranker_config",
+    "RerankerSFTTrainer": "unime_hf.trainer.reranker_trainer",
+    "RerankerCollator": "unime_hf.trainer.reranker_trainer",
 }
 
 if TYPE_CHECKING:
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
     from unime_hf.trainer.lora import apply_lora as apply_lora
     from unime_hf.trainer.lora import build_lora_config as build_lora_config
     from unime_hf.trainer.lora import merged_state_dict as merged_state_dict
+    from unime_hf.trainer.reranker_config import RerankerSFTConfig as RerankerSFTConfig
+    from unime_hf.trainer.reranker_trainer import RerankerCollator as RerankerCollator
+    from unime_hf.trainer.reranker_trainer import RerankerSFTTrainer as RerankerSFTTrainer
 
 
 def __getattr__(name: str) -> Any:

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("query_text", "query_image", "pos_text", "pos_image")
 MINED_COLUMNS = ("pos_score", "hard_negative_ids", "hard_negative_scores")
+# Batch keys of EmbeddingCollator that are not model inputs of a side, although they carry its prefix.
+BATCH_KEYS = frozenset({"candidate_index", "query_chunks", "candidate_chunks"})
 
 
 def load_embedding_model(name_or_path: str | os.PathLike, **kwargs: Any) -> UniMEEmbeddingModel:
@@ -230,7 +232,11 @@ class EmbeddingDistillTrainer(Trainer):
         if f"{side}_chunks" in inputs:
             return list(inputs[f"{side}_chunks"])
         prefix = f"{side}_"
-        chunk = {key[len(prefix) :]: value for key, value in inputs.items() if key.startswith(prefix)}
+        chunk = {
+            key[len(prefix) :]: value
+            for key, value in inputs.items()
+            if key.startswith(prefix) and key not in BATCH_KEYS
+        }
         if "input_ids" not in chunk:
             raise ValueError(
                 f"The batch has no `{side}_input_ids` or `{side}_chunks`; build batches with `EmbeddingCollator`."
