@@ -8,6 +8,9 @@ in memory (torch CPU allocations are invisible to tracemalloc). Two scenarios:
 - all-vs-all (queries = corpus, the mining setting): brute force holds `[N, N]`, measured where it fits and
   reported analytically beyond (50k -> 10 GB, 200k -> 160 GB), while ours stays at one block plus the results.
 
+On a machine shared with other jobs, `OMP_NUM_THREADS=1` gives steadier figures (small parallel ops then never wait
+for a descheduled thread).
+
 Usage:
 
 ```bash
@@ -222,7 +225,7 @@ def main(args: argparse.Namespace) -> None:
         analytic.append([f"{n:,}", f"{brute / 1024**3:,.1f} GiB", f"{ours / MiB:,.0f} MiB", f"{ours / brute:.2e}"])
     print(
         "\nsame list / same set: rows whose top-k equals brute force's in order / as a set. Brute force ranks by "
-        "float32 scores and breaks exact ties arbitrarily; ours re-scores its shortlist in float64 and breaks ties "
+        "float32 scores and breaks exact ties arbitrarily; ours re-scores its shortlist canonically and breaks ties "
         "by corpus index, so the two can differ only on near-ties within float32 rounding."
     )
     for line in agreement:

@@ -335,12 +335,15 @@ def _torch_top_k(
     """Exact top-k over `corpus` in column chunks with a running merge; memory is one `[q, chunk]` block."""
     import torch
 
+    # Equal chunks of at most corpus_chunk_size rows (a small ragged last chunk would make topk pick a slower path).
+    num_chunks = -(-corpus.shape[0] // corpus_chunk_size)
+    chunk_size = -(-corpus.shape[0] // num_chunks)
     # One buffer reused for every block: a fresh large allocation per block costs page faults on every first touch.
-    buffer = torch.empty(queries.shape[0] * min(corpus_chunk_size, corpus.shape[0]), dtype=queries.dtype)
+    buffer = torch.empty(queries.shape[0] * chunk_size, dtype=queries.dtype)
     kept_sims: list[torch.Tensor] = []
     kept_idx: list[torch.Tensor] = []
-    for start in range(0, corpus.shape[0], corpus_chunk_size):
-        chunk = corpus[start : start + corpus_chunk_size]
+    for start in range(0, corpus.shape[0], chunk_size):
+        chunk = corpus[start : start + chunk_size]
         block = buffer[: queries.shape[0] * chunk.shape[0]].view(queries.shape[0], chunk.shape[0])
         torch.mm(queries, chunk.T, out=block)
         sims, idx = _select_top_k(block, k)
