@@ -1,0 +1,296 @@
+"""The stages of `unime-hf demo` (see [`unime_hf.scripts.demo`]), each a function on paths and datasets.
+
+World -> one init backbone -> embedders (InfoNCE, hard labels, UniME-V2 soft scores) -> a stand-in judge trained on
+the world's truth -> mining -> reranker -> evaluation. Every stage logs its wall time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("unime_hf.demo")
+
+JUDGE_NOTICE = "stand-in judge: a tiny VLM trained on the world's truth, not an MLLM"
+IMAGE_PROMPT = "<|image_1|>\nRepresent the given image."
+
+
+@contextlib.contextmanager
+def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+    """Log the start and the wall time of a stage and add the time to `timings[name]`."""
+    logger.info("[%s] start", name)
+    start = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    timings[name] = timings.get(name, 0.0) + elapsed
+    logger.info("[%s] done in %.1f s", name, elapsed)
+
+
+@dataclass
+class Budget:
+    """What every embedding variant gets: the same steps, queries per step, learning rate and init."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float = 1e-3
+    warmup_steps: int = 10
+    temperature: float = 0.02
+    num_hard_negatives: int = 8
+
+
+# ------------------------------------------------------------------------------------------------------ the world
+def ensure_world(folder: Path, preset: str, overrides: dict[str, Any]) -> Path:
+    """Generate the shapes world in `folder` unless a world with the same config is there already."""
+    import json
+
+    from unime_hf.data.shapes import ShapesWorldConfig, generate_shapes_world
+
+    config = ShapesWorldConfig.preset(preset, **overrides)
+    info = folder / "world.json"
+    if info.is_file():
+        saved = json.loads(info.read_text(encoding="utf-8")).get("config")
+        if saved == json.loads(json.dumps(config.to_dict())):
+            logger.info("Reusing the shapes world in %s", folder)
+            return folder
+    generate_shapes_world(folder, config)
+    return folder
+
+
+def build_init(folder: Path, hidden_size: int) -> Path:
+    """The one random tiny Qwen2-VL that every variant (embedders, judge, reranker) starts from."""
+    from unime_hf.testing.tiny import build_tiny_backbone
+
+    if not (folder / "config.json").is_file():
+        build_tiny_backbone("qwen2_vl", folder, seed=0, hidden_size=hidden_size)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------- the embedders
+def train_embedder(
+    init: Path, out: Path, loss: str, train: Any, corpus: Any, budget: Budget, seed: int, dataset_name: str
+) -> Path:
+    """Train one embedding variant from `init` with `loss` and save a full UniME checkpoint (card included)."""
+    from unime_hf.trainer import EmbeddingDistillConfig, EmbeddingDistillTrainer
+
+    if (out / "model.safetensors").is_file():
+        logger.info("Reusing %s", out)
+        return out
+    args = EmbeddingDistillConfig(
+        output_dir=str(out),
+        loss=loss,
+        loss_temperature=budget.temperature,
+        num_hard_negatives=budget.num_hard_negatives,
+        learning_rate=budget.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=budget.warmup_steps,
+        max_steps=budget.steps,
+        per_device_train_batch_size=budget.batch_size,
+        weight_decay=0.0,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=max(1, budget.steps // 5),
+        dataloader_num_workers=0,
+        dataset_name=dataset_name,
+        use_cpu=True,
+    )
+    trainer = EmbeddingDistillTrainer(str(init), args=args, train_dataset=train, corpus=corpus)
+    trainer.train()
+    trainer.save_model(str(out))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- the judge
+def judge_rows(retrieved: Any, corpus: Any, truth: Any, per_query: int, seed: int) -> Any:
+    """Pairwise Yes/No SFT rows labelled by the world's truth: (query, positive) -> Yes, and `per_query` retrieved
+    candidates per query (random ranks) -> Yes when the world says the candidate meets the query (false negatives),
+    else No."""
+    import datasets
+
+    from unime_hf.scoring import JUDGE_PROMPT, build_pair_content
+    from unime_hf.trainer.reranker_data import reranker_features
+
+    items = {row["id"]: {"text": row["text"], "image": row["image"]} for row in corpus}
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+
+    def add(query: dict[str, Any], candidate_id: str, candidate: dict[str, Any], answer: str, index: int) -> None:
+        prepared = build_pair_content(query, candidate, JUDGE_PROMPT, index)
+        rows.append(
+            {
+                "prompt": [
+                    {"role": "user", "content": [{"type": p["type"], "text": p.get("text")} for p in prepared.content]}
+                ],
+                "completion": [{"role": "assistant", "content": [{"type": "text", "text": answer}]}],
+                "images": [str(image) for _, image in prepared.images],
+                "task": "pairwise",
+                "query_id": query_id,
+                "candidate_ids": [candidate_id],
+                "answer": answer,
+                "target": 0,
+            }
+        )
+
+    for index, row in enumerate(retrieved):
+        query_id = row["query_id"]
+        query = {"text": row["query_text"], "image": row["query_image"]}
+        add(query, row["pos_id"], {"text": row["pos_text"], "image": row["pos_image"]}, "Yes", index)
+        ids = list(row["candidate_ids"])
+        for candidate_id in rng.sample(ids, min(per_query, len(ids))):
+            candidate = items[candidate_id]
+            add(query, candidate_id, candidate, "Yes" if truth(query, candidate) else "No", index)
+    yes = sum(r["answer"] == "Yes" for r in rows)
+    logger.info("Judge training rows: %d (%d Yes, %d No)", len(rows), yes, len(rows) - yes)
+    return datasets.Dataset.from_list(rows, features=reranker_features())
+
+
+def train_generative(
+    init: Path, out: Path, rows: Any, corpus: Any, steps: int, batch_size: int, seed: int, listwise: bool
+) -> Path:
+    """Fine-tune every language-model weight of `init` with the reranker trainer (answer-only cross-entropy).
+
+    `rows` are either ready prompt-completion rows (the judge) or mined rows (the reranker: pairwise + listwise).
+    A random tiny backbone starts with near-uniform logits that LoRA cannot move, so this trains in full."""
+    from unime_hf.trainer.reranker_config import RerankerSFTConfig
+    from unime_hf.trainer.reranker_trainer import RerankerSFTTrainer
+
+    if (out / "model.safetensors").is_file():
+        logger.info("Reusing %s", out)
+        return out
+    args = RerankerSFTConfig(
+        output_dir=str(out),
+        use_lora=False,
+        freeze_vision_tower=True,
+        list_size=4,
+        pairwise_ratio=1.0,
+        listwise_ratio=1.0 if listwise else 0.0,
+        bf16=False,
+        learning_rate=3e-3,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, steps // 10),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        weight_decay=0.0,
+        seed=seed,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=max(1, steps // 5),
+        dataloader_num_workers=0,
+        use_cpu=True,
+    )
+    trainer = RerankerSFTTrainer(str(init), args=args, train_dataset=rows, corpus=corpus)
+    trainer.train()
+    trainer.save_model(str(out))
+    return out
+
+
+def judge_agreement(judged: Any, corpus: Any, truth: Any) -> dict[str, float]:
+    """How often the stand-in judge's P(Yes) > 0.5 agrees with the world's truth on the judged pairs."""
+    items = {row["id"]: {"text": row["text"], "image": row["image"]} for row in corpus}
+    agree = total = true_pairs = 0
+    positives = [float(s) > 0.5 for s in judged["pos_score"]]
+    for row in judged:
+        query = {"text": row["query_text"], "image": row["query_image"]}
+        for candidate_id, score in zip(row["candidate_ids"], row["candidate_scores"]):
+            label = truth(query, items[candidate_id])
+            true_pairs += label
+            agree += label == (score > 0.5)
+            total += 1
+    return {
+        "candidate_accuracy": agree / max(total, 1),
+        "positive_recall": sum(positives) / max(len(positives), 1),
+        "true_candidate_share": true_pairs / max(total, 1),
+        "judged_pairs": total + len(positives),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ the evaluation
+def eval_config(world: Path, model: Path, out: Path, batch_size: int, rerank: dict[str, Any] | None = None) -> Any:
+    """The `unime-hf eval` config of the shapes world (MMEB-style sets, gallery retrieval, compositional)."""
+    from unime_hf.scripts.evaluate import EvalConfig
+
+    mmeb = {"dataset_info": str(world / "world.json"), "image_root": str(world)}
+    if rerank is not None:
+        return EvalConfig(
+            model=str(model), output_dir=str(out), batch_size=batch_size, show_progress=False, tasks=["mmeb"],
+            mmeb=mmeb, rerank=rerank,
+        )  # fmt: skip
+    return EvalConfig(
+        model=str(model),
+        output_dir=str(out),
+        batch_size=batch_size,
+        show_progress=False,
+        mmeb=mmeb,
+        retrieval={
+            "shapes_gallery": {
+                "path": str(world / "gallery.jsonl"),
+                "image_root": str(world),
+                "image_prompt": IMAGE_PROMPT,
+            }
+        },
+        compositional={
+            "shapes_compositional": {
+                "path": str(world / "compositional.jsonl"),
+                "image_root": str(world),
+                "image_prompt": IMAGE_PROMPT,
+            }
+        },
+        plots={"modality_gap": True},
+    )
+
+
+def summarize(results: dict[str, Any]) -> dict[str, float | None]:
+    """The table's numbers from a `run_evaluation` results dict (fractions in [0, 1])."""
+    mmeb = results.get("mmeb") or {}
+    summary: dict[str, float | None] = {
+        "overall": mmeb.get("overall"),
+        "ind": mmeb.get("ind"),
+        "ood": mmeb.get("ood"),
+    }
+    for name, value in (mmeb.get("datasets") or {}).items():
+        summary[f"p@1/{name}"] = value.get("precision@1")
+    if "embedding_only" in mmeb:
+        summary["overall_embedding_only"] = mmeb["embedding_only"].get("overall")
+    gallery = (results.get("retrieval") or {}).get("shapes_gallery")
+    if gallery:
+        summary["t2i_r@1"] = gallery["text_to_image"]["recall@1"]
+        summary["i2t_r@1"] = gallery["image_to_text"]["recall@1"]
+    compositional = (results.get("compositional") or {}).get("shapes_compositional")
+    if compositional:
+        summary["compositional"] = compositional["overall"]
+    return summary
+
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1; 0 for one value) of the values that are not None."""
+    kept = [v for v in values if v is not None]
+    if not kept:
+        return None, None
+    mean = sum(kept) / len(kept)
+    if len(kept) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in kept) / (len(kept) - 1))
+
+
+def gap_embeddings(model_path: Path, world: Path, max_images: int, batch_size: int) -> tuple[Any, Any]:
+    """(image, caption) embeddings of the first `max_images` gallery images and their first captions."""
+    import json
+
+    from unime_hf.models.modeling_unime import UniMEEmbeddingModel
+
+    rows = [json.loads(line) for line in (world / "gallery.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = rows[:max_images]
+    model = UniMEEmbeddingModel.from_pretrained(model_path).eval()
+    images = [{"text": IMAGE_PROMPT, "image": str(world / row["image"])} for row in rows]
+    captions = [row["caption"] if isinstance(row["caption"], str) else row["caption"][0] for row in rows]
+    return model.encode(images, batch_size=batch_size), model.encode(captions, batch_size=batch_size)
