@@ -175,3 +175,27 @@ def test_train_reasoner_script(shapes_pairs, tmp_path):
     bad.write_text(yaml.safe_dump({**config, "no_such_option": 1}), encoding="utf-8")
     with pytest.raises(ValueError, match="no_such_option"):
         cli_main(["train-reasoner", "--config", str(bad)])
+
+
+def test_too_few_prompts_per_process_for_in_batch_negatives(tiny_backbones, shapes_pairs, tmp_path):
+    from unime_hf.reasoning.grpo import EmbedRLTrainer, build_reasoner_dataset
+
+    _, pairs = shapes_pairs
+    prompts = build_reasoner_dataset(pairs, template=SHORT_TCOT_PROMPT)
+    path = tiny_backbones["qwen2_vl"]
+    with pytest.raises(ValueError, match="at least 2"):
+        EmbedRLTrainer(path, path, args=_args(tmp_path, per_device_train_batch_size=2), train_dataset=prompts)
+
+
+@pytest.mark.parametrize("name", ["reasoner_shapes.yaml", "reasoner_qwen3vl.yaml"])
+def test_example_configs_parse(name):
+    from pathlib import Path
+
+    from unime_hf.scripts.train_reasoner import parse_args
+
+    config = Path(__file__).resolve().parents[2] / "examples" / "configs" / name
+    script_args, args = parse_args(["--config", str(config), "--bf16", "false", "--use_cpu", "true"])
+    assert script_args.reasoner_name_or_path and script_args.embedder_name_or_path
+    assert (args.format_reward_weight, args.outcome_reward_weight, args.process_reward_weight) == (0.05, 0.8, 0.2)
+    assert args.outcome_scale == 0.5 and args.process_num_negatives == 4
+    assert args.per_device_train_batch_size * args.steps_per_generation // args.num_generations >= 2

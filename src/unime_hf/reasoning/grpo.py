@@ -344,6 +344,15 @@ class EmbedRLTrainer(GRPOTrainer):
         if processing_class is None:
             processing_class = _default_reasoner_processor(model)
 
+        prompts_per_process = args.per_device_train_batch_size * args.steps_per_generation // args.num_generations
+        if prompts_per_process < 2:
+            raise ValueError(
+                "The outcome reward ranks each query's positive among the other targets of the same generation batch, "
+                f"which holds per_device_train_batch_size x steps_per_generation / num_generations = "
+                f"{args.per_device_train_batch_size} x {args.steps_per_generation} / {args.num_generations} = "
+                f"{prompts_per_process} prompt(s) per process; raise per_device_train_batch_size or "
+                "gradient_accumulation_steps so that it holds at least 2 (the more, the more negatives)."
+            )
         use_process = discriminator is not None and args.process_reward_weight > 0
         if discriminator is None and args.process_reward_weight > 0:
             logger.warning(
