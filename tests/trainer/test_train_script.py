@@ -91,6 +91,18 @@ def test_load_training_data_reads_mmeb_train(tmp_path, synthetic_data):
     assert len(data["train"]) == 8 and "pos_id" in data["train"].column_names and "corpus" in data
 
 
+def test_load_training_data_reads_released_unime_v2_json(tmp_path, synthetic_data):
+    from unime_hf.data.formats import write_unime_v2_mined
+
+    mined, corpus = synthetic_data
+    path = write_unime_v2_mined(mined, corpus, tmp_path / "unime_v2.json")
+    data = load_training_data(path)
+    row = data["train"][0]
+    assert len(data["train"]) == 8 and len(row["hard_negative_ids"]) == 10
+    assert row["hard_negative_scores"] == pytest.approx(mined[0]["hard_negative_scores"])
+    assert set(row["hard_negative_ids"]) <= set(data["corpus"]["id"])
+
+
 def test_main_trains_saves_and_resumes(backbone, saved_data, tmp_path):
     output = tmp_path / "run"
     config = write_yaml(tmp_path / "run.yaml", small_run(backbone, saved_data["folder"], output, use_lora=True))
