@@ -199,3 +199,26 @@ def test_example_configs_parse(name):
     assert (args.format_reward_weight, args.outcome_reward_weight, args.process_reward_weight) == (0.05, 0.8, 0.2)
     assert args.outcome_scale == 0.5 and args.process_num_negatives == 4
     assert args.per_device_train_batch_size * args.steps_per_generation // args.num_generations >= 2
+
+
+def test_plain_grpo_config_gets_embed_rl_defaults(tiny_backbones, shapes_pairs, tmp_path):
+    from trl import GRPOConfig
+
+    from unime_hf.reasoning.grpo import EmbedRLConfig, EmbedRLTrainer, build_reasoner_dataset
+
+    _, pairs = shapes_pairs
+    prompts = build_reasoner_dataset(pairs, template=SHORT_TCOT_PROMPT)
+    args = GRPOConfig(
+        str(tmp_path),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        num_generations=2,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        max_steps=1,
+    )
+    path = tiny_backbones["qwen2_vl"]
+    trainer = EmbedRLTrainer(path, path, args=args, train_dataset=prompts)
+    assert isinstance(trainer.args, EmbedRLConfig) and trainer.args.steps_per_generation == 2
+    assert trainer.args.reward_weights == [0.05, 0.8] and trainer.rewards.outcome_scale == 0.5

@@ -326,6 +326,7 @@ class EmbedRLTrainer(GRPOTrainer):
         elif not isinstance(args, EmbedRLConfig):
             values = {k: v for k, v in args.to_dict().items() if not k.startswith("_")}
             values["hub_token"] = args.hub_token
+            values.pop("generation_batch_size", None)  # derived from steps_per_generation; both may not be given
             args = EmbedRLConfig(**values)
         if isinstance(embedder, str | os.PathLike):
             from unime_hf.trainer.embedding_trainer import load_embedding_model
