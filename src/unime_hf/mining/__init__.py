@@ -15,6 +15,8 @@ _LAZY: dict[str, str] = {
     "as_embedder": "unime_hf.mining.retrieve",
     "retrieve_candidates": "unime_hf.mining.retrieve",
     "search_top_k": "unime_hf.mining.retrieve",
+    "MLLMJudge": "unime_hf.mining.judge",
+    "judge_candidates": "unime_hf.mining.judge",
     "SamplingStats": "unime_hf.mining.sample",
     "sample_hard_negatives": "unime_hf.mining.sample",
     "select_hard_negatives": "unime_hf.mining.sample",
@@ -22,6 +24,7 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from unime_hf.mining.judge import MLLMJudge, judge_candidates
     from unime_hf.mining.retrieve import (
         Embedder,
         ExactSearcher,
@@ -47,10 +50,12 @@ def __dir__() -> list[str]:
 __all__ = [
     "Embedder",
     "ExactSearcher",
+    "MLLMJudge",
     "SamplingStats",
     "SentenceTransformerEmbedder",
     "ShardedRunner",
     "as_embedder",
+    "judge_candidates",
     "retrieve_candidates",
     "sample_hard_negatives",
     "search_top_k",

@@ -12,8 +12,6 @@ With an output directory the work is split into row shards written next to a man
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -21,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from unime_hf.mining.shards import ShardedRunner, _default_state, progress_bar
+from unime_hf.mining.shards import ShardedRunner, default_state, hash_dataset, progress_bar
 from unime_hf.scoring import JUDGE_PROMPT, PairError, YesNoScorer
 
 if TYPE_CHECKING:
@@ -236,8 +234,8 @@ def judge_candidates(
             "yes_token": judge.scorer.yes_token,
             "no_token": judge.scorer.no_token,
             "image_root": str(judge.scorer.image_root) if judge.scorer.image_root is not None else None,
-            "rows": _hash_dataset(dataset, [*_QUERY[1:], *_POSITIVE[1:], "pos_id", CANDIDATE_IDS]),
-            "corpus": _hash_dataset(corpus, ["id", "text", "image"]),
+            "rows": hash_dataset(dataset, [*_QUERY[1:], *_POSITIVE[1:], "pos_id", CANDIDATE_IDS]),
+            "corpus": hash_dataset(corpus, ["id", "text", "image"]),
         },
         num_rows=len(dataset),
         shard_size=shard_size,
@@ -495,18 +493,7 @@ class _ImageCell:
 _IMAGE_CELL = _ImageCell()
 
 
-def _hash_dataset(dataset: Dataset, columns: Sequence[str]) -> str:
-    """Content hash of `columns` (those present), independent of how the Arrow table is chunked."""
-    present = [column for column in columns if column in dataset.column_names]
-    hasher = hashlib.blake2b(digest_size=16)
-    hasher.update(json.dumps([present, len(dataset)]).encode())
-    for batch in dataset.select_columns(present).with_format("arrow").iter(batch_size=_HASH_BATCH_SIZE):
-        for column in present:
-            hasher.update(json.dumps(batch.column(column).to_pylist(), default=repr).encode())
-    return hasher.hexdigest()
-
-
 def _default_device() -> Any:
     """This process's device under `accelerate launch` (the shared distributed state), else the default one."""
-    state = _default_state()
+    state = default_state()
     return getattr(state, "device", "cpu")

@@ -9,7 +9,6 @@ never holds more than one `[query_chunk, corpus_chunk]` block of similarities.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from unime_hf.mining.shards import ShardedRunner, progress_bar
+from unime_hf.mining.shards import ShardedRunner, hash_dataset, progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +32,6 @@ DEFAULT_QUERY_CHUNK_SIZE = 1024
 DEFAULT_CORPUS_CHUNK_SIZE = 16384
 RESCORE_MARGIN = 8
 _MERGE_EVERY = 16
-_HASH_BATCH_SIZE = 10_000
 
 
 # ------------------------------------------------------------------------------------------------------- embedders
@@ -467,8 +465,8 @@ def retrieve_candidates(
     model = as_embedder(embedder)
     name = model_name or _model_name(model)
     encode_options = dict(encode_kwargs or {})
-    corpus_hash = _hash_dataset(corpus, ["id", "text", "image"])
-    query_hash = _hash_dataset(pairs, ["query_text", "query_image"])
+    corpus_hash = hash_dataset(corpus, ["id", "text", "image"])
+    query_hash = hash_dataset(pairs, ["query_text", "query_image"])
     common = {"model": name, "image_root": str(image_root) if image_root is not None else None}
     retrieve_k = min(top_k + 1, len(corpus))
 
@@ -701,15 +699,4 @@ def _hash_values(values: Iterator[Any] | Sequence[Any]) -> str:
     for value in values:
         hasher.update(repr(value).encode())
         hasher.update(b"\x1f")
-    return hasher.hexdigest()
-
-
-def _hash_dataset(dataset: Dataset, columns: list[str]) -> str:
-    """Content hash of `columns` (those present), independent of how the Arrow table is chunked."""
-    present = [column for column in columns if column in dataset.column_names]
-    hasher = hashlib.blake2b(digest_size=16)
-    hasher.update(json.dumps([present, len(dataset)]).encode())
-    for batch in dataset.select_columns(present).with_format("arrow").iter(batch_size=_HASH_BATCH_SIZE):
-        for column in present:
-            hasher.update(json.dumps(batch.column(column).to_pylist(), default=repr).encode())
     return hasher.hexdigest()

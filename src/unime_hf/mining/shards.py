@@ -19,6 +19,7 @@ the judge stage.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -389,7 +390,6 @@ def progress_bar(total: int, desc: str, show: bool = True, unit: str = "row") ->
     return tqdm(total=total, desc=desc, unit=unit)
 
 
-_default_state = default_state  # the name the judge stage first imported
 
 
 def _manifest_differences(existing: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
@@ -413,3 +413,17 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def hash_dataset(dataset: Any, columns: Sequence[str], batch_size: int = 10_000) -> str:
+    """Content hash of a `datasets.Dataset`'s `columns` (those present), independent of how its table is chunked.
+
+    Stages put it in their shard fingerprints, so a rerun on changed data is detected.
+    """
+    present = [column for column in columns if column in dataset.column_names]
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(json.dumps([present, len(dataset)]).encode())
+    for batch in dataset.select_columns(present).with_format("arrow").iter(batch_size=batch_size):
+        for column in present:
+            hasher.update(json.dumps(batch.column(column).to_pylist(), default=repr).encode())
+    return hasher.hexdigest()
