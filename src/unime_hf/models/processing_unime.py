@@ -215,44 +215,32 @@ class UniMEItemsMixin:
         return self(text=texts, images=images or None, padding=True, return_tensors=return_tensors, **kwargs)
 
 
-class UniMEQwen2VLProcessor(UniMEItemsMixin, Qwen2VLProcessor):
+class _ImageOnlyQwenProcessor(UniMEItemsMixin):
+    """Shared `__init__` of the Qwen2-VL and Qwen2.5-VL image-only processors (no `video_processor` argument)."""
+
+    image_prompt = "<|vision_start|><|image_pad|><|vision_end|>"
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        image_size: int | None = None,
+        resize_policy: str = "none",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        image_root: str | None = None,
+        **kwargs,
+    ):
+        self._init_item_options(image_size, resize_policy, max_image_pixels, image_root)
+        super().__init__(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
+
+
+class UniMEQwen2VLProcessor(_ImageOnlyQwenProcessor, Qwen2VLProcessor):
     """Image-only Qwen2-VL processor (no video processor, so no torchvision) with UniME item handling."""
 
-    image_prompt = "<|vision_start|><|image_pad|><|vision_end|>"
 
-    def __init__(
-        self,
-        image_processor=None,
-        tokenizer=None,
-        chat_template=None,
-        image_size: int | None = None,
-        resize_policy: str = "none",
-        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
-        image_root: str | None = None,
-        **kwargs,
-    ):
-        self._init_item_options(image_size, resize_policy, max_image_pixels, image_root)
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
-
-
-class UniMEQwen2_5_VLProcessor(UniMEItemsMixin, Qwen2_5_VLProcessor):
+class UniMEQwen2_5_VLProcessor(_ImageOnlyQwenProcessor, Qwen2_5_VLProcessor):
     """Image-only Qwen2.5-VL processor (no video processor, so no torchvision) with UniME item handling."""
-
-    image_prompt = "<|vision_start|><|image_pad|><|vision_end|>"
-
-    def __init__(
-        self,
-        image_processor=None,
-        tokenizer=None,
-        chat_template=None,
-        image_size: int | None = None,
-        resize_policy: str = "none",
-        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
-        image_root: str | None = None,
-        **kwargs,
-    ):
-        self._init_item_options(image_size, resize_policy, max_image_pixels, image_root)
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
 
 
 class UniMELlavaOnevisionProcessor(UniMEItemsMixin, LlavaOnevisionProcessor):
