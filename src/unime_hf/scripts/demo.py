@@ -52,11 +52,11 @@ COLUMNS = (
 
 # Full demo and --quick settings; any flag given on the command line wins.
 FULL = {
-    "preset": "default",
+    "preset": "small",
     "seeds": [0, 1, 2],
     "hidden_size": 64,
-    "steps": 60,
-    "batch_size": 32,
+    "steps": 50,
+    "batch_size": 16,
     "mine_queries": 800,
     "mine_top_k": 20,
     "mine_interval": 2,
@@ -91,7 +91,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="Tiny world, few steps, one seed (about a minute).")
     parser.add_argument("--preset", choices=["tiny", "small", "default"], help="Shapes world size.")
     parser.add_argument(
-        "--world_overrides", type=json.loads, default=None, help='ShapesWorldConfig fields as JSON, e.g. \'{"seed": 1}\''
+        "--world_overrides",
+        type=json.loads,
+        default=None,
+        help="ShapesWorldConfig fields as JSON, e.g. '{\"seed\": 1}'",
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="Training seeds (the table reports mean ± std).")
     parser.add_argument("--hidden_size", type=int, help="Hidden size of the tiny Qwen2-VL init.")
@@ -106,8 +109,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generative_batch_size", type=int, help="Batch of the judge and reranker training.")
     parser.add_argument("--rerank_top_k", type=int, help="Embedding top-k reranked per eval query.")
     parser.add_argument("--rerank_mode", default="pointwise", choices=["pointwise", "listwise"])
+    parser.add_argument(
+        "--infonce_only", action="store_true", help="Only the InfoNCE baseline (issue 3's measurement): no mining."
+    )
     parser.add_argument("--eval_batch_size", type=int, default=64, help="Items per forward pass in evaluation.")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads.")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is several times faster on a shared, busy CPU)."
+    )
     return parser
 
 
@@ -174,54 +182,14 @@ def main(argv: list[str] | None = None) -> int:
                 init, out / f"seed{seed}" / "infonce", "info_nce", pairs, corpus, budget, seed, "shapes world pairs"
             )
 
-    # Mining: retrieval with the seed-0 InfoNCE model over the mined queries and the judge's training queries.
-    from unime_hf.mining import retrieve_candidates, sample_hard_negatives
-    from unime_hf.mining.judge import MLLMJudge, judge_candidates
     from unime_hf.models.modeling_unime import UniMEEmbeddingModel
 
-    order = list(range(len(pairs)))
-    import random
+    mining: dict[str, Any] = {}
+    if not args.infonce_only:
+        mining = steps.mine(args, out, init, pairs, corpus, truth, checkpoints["infonce"][args.seeds[0]], timings)
+        mined = mining["mined"]
 
-    random.Random(0).shuffle(order)
-    n_mine = min(args.mine_queries, len(pairs))
-    n_judge = min(args.judge_queries, len(pairs) - n_mine)
-    mine_pairs = pairs.select(order[:n_mine])
-    judge_pairs = pairs.select(order[n_mine : n_mine + n_judge])
-    retriever_path = checkpoints["infonce"][args.seeds[0]]
-    with stage("mine: retrieve", timings):
-        retriever = UniMEEmbeddingModel.from_pretrained(retriever_path).eval()
-        retrieved = retrieve_candidates(
-            datasets.concatenate_datasets([mine_pairs, judge_pairs]),
-            corpus,
-            retriever,
-            top_k=args.mine_top_k,
-            batch_size=args.eval_batch_size,
-            show_progress=False,
-            use_faiss=False,
-        )
-        del retriever
-
-    print(JUDGE_NOTICE, flush=True)
-    logger.info(JUDGE_NOTICE)
-    with stage("train judge", timings):
-        rows = steps.judge_rows(retrieved.select(range(n_mine, n_mine + n_judge)), corpus, truth, 3, seed=0)
-        judge_path = steps.train_generative(
-            init, out / "judge", rows, corpus, args.judge_steps, args.generative_batch_size, 0, listwise=False
-        )
-    with stage("mine: judge", timings):
-        judge = MLLMJudge(str(judge_path), batch_size=args.eval_batch_size, device="cpu", prefetch=False)
-        judged = judge_candidates(retrieved.select(range(n_mine)), corpus, judge, show_progress=False)
-        agreement = steps.judge_agreement(judged, corpus, truth)
-        logger.info("Stand-in judge vs the world's truth on the mined pairs: %s", agreement)
-        del judge
-    with stage("mine: sample", timings):
-        mined, sampling = sample_hard_negatives(
-            judged, beta=0.01, num_negatives=10, interval=args.mine_interval, seed=0, show_progress=False
-        )
-        logger.info("%s", sampling)
-        datasets.DatasetDict(train=mined, corpus=corpus).save_to_disk(str(out / "mined"))
-
-    for seed in args.seeds:
+    for seed in [] if args.infonce_only else args.seeds:
         for name in ("hard_labels", "unime_v2"):
             with stage(f"train {name}", timings):
                 checkpoints[name][seed] = steps.train_embedder(
@@ -229,16 +197,20 @@ def main(argv: list[str] | None = None) -> int:
                     "shapes world, judge-mined",
                 )  # fmt: skip
 
-    with stage("train reranker", timings):
-        reranker_path = steps.train_generative(
-            init, out / "reranker", mined, corpus, args.reranker_steps, args.generative_batch_size, 0, listwise=True
-        )
+    reranker_path = None
+    if not args.infonce_only:
+        with stage("train reranker", timings):
+            reranker_path = steps.train_generative(
+                init, out / "reranker", mined, corpus, args.reranker_steps, args.generative_batch_size, 0, True
+            )
 
     from unime_hf.scripts.evaluate import run_evaluation
 
     table: dict[str, dict[str, list[float | None]]] = {}
     per_seed: dict[str, dict[int, dict[str, Any]]] = {}
     for name, (title, _) in VARIANTS.items():
+        if not checkpoints[name]:
+            continue
         table[title], per_seed[name] = {}, {}
         for seed, path in checkpoints[name].items():
             with stage(f"eval {name}", timings):
@@ -250,11 +222,14 @@ def main(argv: list[str] | None = None) -> int:
             per_seed[name][seed] = summary
             for key, value in summary.items():
                 table[title].setdefault(key, []).append(value)
-    table[RERANKER_ROW], per_seed["reranker"] = {}, {}
-    for seed, path in checkpoints["unime_v2"].items():
+    if reranker_path is not None:
+        table[RERANKER_ROW], per_seed["reranker"] = {}, {}
+    for seed, path in checkpoints["unime_v2"].items() if reranker_path is not None else ():
         with stage("eval reranker", timings):
             rerank = {"model": str(reranker_path), "top_k": args.rerank_top_k, "mode": args.rerank_mode}
-            config = steps.eval_config(world, path, out / "eval" / f"seed{seed}" / "reranker", args.eval_batch_size, rerank)
+            config = steps.eval_config(
+                world, path, out / "eval" / f"seed{seed}" / "reranker", args.eval_batch_size, rerank
+            )
             results = run_evaluation(config, UniMEEmbeddingModel.from_pretrained(path).eval())
         summary = summarize(results)
         per_seed["reranker"][seed] = summary
@@ -264,11 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     with stage("plots", timings):
         from unime_hf.evaluation.plots import plot_judge_scores, plot_modality_gap
 
-        plots = [plot_judge_scores(judged, out / "plots" / "judge_scores.png", title=JUDGE_NOTICE)]
+        plots = []
+        if mining:
+            plots.append(plot_judge_scores(mining["judged"], out / "plots" / "judge_scores.png", title=JUDGE_NOTICE))
         seed = args.seeds[0]
         gap = {
             VARIANTS[name][0]: steps.gap_embeddings(checkpoints[name][seed], world, 300, args.eval_batch_size)
             for name in ("infonce", "unime_v2")
+            if checkpoints[name]
         }
         plots.append(plot_modality_gap(gap, out / "plots" / "modality_gap.png", title=f"Gallery, seed {seed}"))
 
@@ -276,19 +254,24 @@ def main(argv: list[str] | None = None) -> int:
     text = format_table(table, args.seeds)
     (out / "table.md").write_text(
         f"# unime-hf demo on the shapes world ({args.preset})\n\n{text}\n\n{JUDGE_NOTICE}.\n"
-        f"Budget per embedding variant: {budget.steps} steps x {budget.batch_size} queries, lr {budget.learning_rate}, "
+        f"Budget per embedding variant: {budget.steps} steps x {budget.batch_size} queries, "
+        f"lr {budget.learning_rate}, "
         f"same init ({init.name}, hidden size {args.hidden_size}). Wall time {wall:.0f} s.\n",
         encoding="utf-8",
     )
     report = {
         "settings": {k: v for k, v in vars(args).items()},
         "budget": vars(budget),
-        "judge": {"notice": JUDGE_NOTICE, "path": str(judge_path), "agreement_with_truth": agreement},
-        "sampling": str(sampling),
+        "judge": {
+            "notice": JUDGE_NOTICE,
+            "path": str(mining.get("judge_path")),
+            "agreement_with_truth": mining.get("agreement"),
+        },
+        "sampling": str(mining.get("sampling")),
         "rows": {title: values for title, values in table.items()},
         "per_seed": per_seed,
         "checkpoints": {name: {str(s): str(p) for s, p in paths.items()} for name, paths in checkpoints.items()}
-        | {"judge": {"0": str(judge_path)}, "reranker": {"0": str(reranker_path)}},
+        | {"judge": {"0": str(mining.get("judge_path"))}, "reranker": {"0": str(reranker_path)}},
         "plots": [str(p) for p in plots],
         "timings_s": timings,
         "wall_time_s": wall,

@@ -294,3 +294,57 @@ def gap_embeddings(model_path: Path, world: Path, max_images: int, batch_size: i
     images = [{"text": IMAGE_PROMPT, "image": str(world / row["image"])} for row in rows]
     captions = [row["caption"] if isinstance(row["caption"], str) else row["caption"][0] for row in rows]
     return model.encode(images, batch_size=batch_size), model.encode(captions, batch_size=batch_size)
+
+
+# ------------------------------------------------------------------------------------------------------- mining
+def mine(
+    args: Any, out: Path, init: Path, pairs: Any, corpus: Any, truth: Any, retriever_path: Path, timings: dict
+) -> dict[str, Any]:
+    """Retrieval with the seed-0 InfoNCE model, the stand-in judge (trained here on other queries' retrieved
+    candidates, labelled by the world's truth), then the paper's false-negative filter and interval sampling.
+
+    Returns `{"mined", "judged", "judge_path", "agreement", "sampling"}`; the mined rows are also saved to
+    `out/mined` (a `DatasetDict` with `train` and `corpus`, as `unime-hf mine` writes them)."""
+    import datasets
+
+    from unime_hf.mining import retrieve_candidates, sample_hard_negatives
+    from unime_hf.mining.judge import MLLMJudge, judge_candidates
+    from unime_hf.models.modeling_unime import UniMEEmbeddingModel
+
+    order = list(range(len(pairs)))
+    random.Random(0).shuffle(order)
+    n_mine = min(args.mine_queries, len(pairs))
+    n_judge = min(args.judge_queries, len(pairs) - n_mine)
+    with stage("mine: retrieve", timings):
+        retriever = UniMEEmbeddingModel.from_pretrained(retriever_path).eval()
+        retrieved = retrieve_candidates(
+            pairs.select(order[: n_mine + n_judge]),
+            corpus,
+            retriever,
+            top_k=args.mine_top_k,
+            batch_size=args.eval_batch_size,
+            show_progress=False,
+            use_faiss=False,
+        )
+        del retriever
+
+    print(JUDGE_NOTICE, flush=True)
+    logger.info(JUDGE_NOTICE)
+    with stage("train judge", timings):
+        # The judge learns from queries that are not mined, so it judges pairs it has not seen.
+        rows = judge_rows(retrieved.select(range(n_mine, n_mine + n_judge)), corpus, truth, 3, seed=0)
+        judge_path = train_generative(
+            init, out / "judge", rows, corpus, args.judge_steps, args.generative_batch_size, 0, listwise=False
+        )
+    with stage("mine: judge", timings):
+        judge = MLLMJudge(str(judge_path), batch_size=args.eval_batch_size, device="cpu", prefetch=False)
+        judged = judge_candidates(retrieved.select(range(n_mine)), corpus, judge, show_progress=False)
+        agreement = judge_agreement(judged, corpus, truth)
+        logger.info("Stand-in judge vs the world's truth on the mined pairs: %s", agreement)
+    with stage("mine: sample", timings):
+        mined, sampling = sample_hard_negatives(
+            judged, beta=0.01, num_negatives=10, interval=args.mine_interval, seed=0, show_progress=False
+        )
+        logger.info("%s", sampling)
+        datasets.DatasetDict(train=mined, corpus=corpus).save_to_disk(str(out / "mined"))
+    return {"mined": mined, "judged": judged, "judge_path": judge_path, "agreement": agreement, "sampling": sampling}

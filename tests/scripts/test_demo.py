@@ -1,0 +1,79 @@
+"""`unime-hf demo --quick`: the whole pipeline end to end on a tiny world; outputs load without unime-hf's API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from unime_hf.scripts.demo import RERANKER_ROW, VARIANTS, format_table, main, make_parser, resolve
+from unime_hf.scripts.demo_steps import JUDGE_NOTICE, mean_std
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_mean_std():
+    assert mean_std([0.5]) == (0.5, 0.0)
+    mean, std = mean_std([0.2, 0.4, None])
+    assert mean == pytest.approx(0.3) and std == pytest.approx(0.1414213, rel=1e-5)
+    assert mean_std([None]) == (None, None)
+
+
+def test_parser_defaults_full_and_quick():
+    full = resolve(make_parser().parse_args([]))
+    quick = resolve(make_parser().parse_args(["--quick", "--steps", "2"]))
+    assert full.seeds == [0, 1, 2] and full.preset == "small"
+    assert quick.seeds == [0] and quick.preset == "tiny" and quick.steps == 2
+
+
+def test_format_table_rows():
+    rows = {title: {"overall": [0.5, 0.7]} for title, _ in VARIANTS.values()}
+    table = format_table(rows, [0, 1])
+    assert "60.0 ± 14.1" in table and table.count("\n| ") == 4
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["--quick", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_quick_demo_outputs(quick_run: Path, capsys):
+    out = quick_run
+    table = (out / "table.md").read_text(encoding="utf-8")
+    for title, _ in VARIANTS.values():
+        assert f"| {title} |" in table
+    assert f"| {RERANKER_ROW} |" in table
+    assert JUDGE_NOTICE in table
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(results["rows"]) == {*(title for title, _ in VARIANTS.values()), RERANKER_ROW}
+    for name in (*VARIANTS, "reranker"):
+        summary = results["per_seed"][name]["0"]
+        assert 0.0 <= summary["overall"] <= 1.0
+    assert results["judge"]["notice"] == JUDGE_NOTICE
+    for plot in ("judge_scores.png", "modality_gap.png"):
+        assert (out / "plots" / plot).read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.slow
+def test_quick_demo_checkpoints_load(quick_run: Path):
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+    results = json.loads((quick_run / "results.json").read_text(encoding="utf-8"))
+    path = results["checkpoints"]["unime_v2"]["0"]
+    assert (Path(path) / "README.md").is_file()
+    model = AutoModel.from_pretrained(path, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+    texts = ["a red circle", "a blue square"]
+    vectors = model.encode(texts, processor=processor)
+    assert torch.allclose(vectors.norm(dim=-1), torch.ones(2), atol=1e-5)
+    st = SentenceTransformer(path, trust_remote_code=True, device="cpu")
+    assert torch.allclose(torch.as_tensor(st.encode(texts)), vectors, atol=1e-5)
+    reranker = results["checkpoints"]["reranker"]["0"]
+    assert (Path(reranker) / "README.md").is_file()
+    AutoModelForImageTextToText.from_pretrained(reranker)
