@@ -155,3 +155,18 @@ def test_llava_onevision_wide_images_match_the_model(tiny_backbones, tmp_path):
     wide, tall = Image.new("RGB", (56, 28), (200, 10, 10)), Image.new("RGB", (28, 84), (10, 10, 200))
     embeddings = model.encode([wide, tall, {"text": "a wide one", "image": wide}], batch_size=3)
     assert embeddings.shape == (3, model.config.hidden_size)
+
+
+def test_max_length_truncates_texts_but_never_image_tokens(processors, red_image_path):
+    processor = processors["qwen2_vl"]
+    long_text = "a small red circle at the top left " * 20
+    batch = processor.prepare_items([long_text, "short"], max_length=16)
+    assert batch["input_ids"].shape[1] == 16
+    with pytest.raises(ValueError, match=r"item 1: \d+ tokens with its image, over max_length=6"):
+        processor.prepare_items(["ok", {"text": "a caption", "image": red_image_path}], max_length=6)
+
+
+def test_plain_save_pretrained_keeps_the_processor_loadable(processors, tmp_path):
+    processors["llava_onevision"].save_pretrained(tmp_path)
+    reloaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(reloaded).__name__ == "UniMELlavaOnevisionProcessor"

@@ -135,6 +135,10 @@ class UniMEEmbeddingModel(UniMEPreTrainedModel):
         # loaded backbone: nothing is allocated twice and the backbone's attention implementation is kept.
         config = UniMEConfig(backbone_config=copy.deepcopy(backbone.config), **config_kwargs)
         config._attn_implementation = backbone.config._attn_implementation
+        text_config = getattr(backbone.config, "text_config", backbone.config)
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            # Top-level special token ids, where the Trainer looks for them.
+            setattr(config, key, getattr(text_config, key, None))
         with torch.device("meta"):
             model = cls(config)
         model.backbone = backbone

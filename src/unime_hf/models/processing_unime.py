@@ -212,7 +212,22 @@ class UniMEItemsMixin:
             texts.append(text)
             if image is not None:
                 images.append(image)
+        max_length = kwargs.pop("max_length", None)
+        if max_length is not None and images:
+            self._check_image_items_fit(texts, images, max_length)
+        if max_length is not None:
+            kwargs.update(truncation=True, max_length=max_length)
         return self(text=texts, images=images or None, padding=True, return_tensors=return_tensors, **kwargs)
+
+    def _check_image_items_fit(self, texts: list[str], images: list, max_length: int) -> None:
+        # Truncation may shorten texts but never cut into image tokens (the model would fail to place the image).
+        unpadded = self(text=texts, images=images, padding=False)
+        for index, ids in enumerate(unpadded["input_ids"]):
+            if len(ids) > max_length and self.image_prompt in texts[index]:
+                raise ItemError(
+                    f"item {index}: {len(ids)} tokens with its image, over max_length={max_length}; raise max_length "
+                    "or lower the image resolution (image_size / resize_policy)."
+                )
 
 
 class _ImageOnlyQwenProcessor(UniMEItemsMixin):
@@ -280,6 +295,10 @@ PROCESSOR_CLASSES: dict[str, type] = {
     "qwen2_5_vl": UniMEQwen2_5_VLProcessor,
     "llava_onevision": UniMELlavaOnevisionProcessor,
 }
+# With an auto class, `save_pretrained` (ours, the Trainer's, TRL's) copies this file next to the processor and writes
+# `auto_map`, so `AutoProcessor.from_pretrained(folder, trust_remote_code=True)` returns the class, not the tokenizer.
+for _processor_class in PROCESSOR_CLASSES.values():
+    _processor_class.register_for_auto_class("AutoProcessor")
 
 
 def as_unime_processor(processor: Any, model_type: str):
@@ -347,20 +366,10 @@ def load_processor(name_or_path: str | os.PathLike, **kwargs: Any):
 
 
 def save_processor(processor: Any, save_directory: str | os.PathLike) -> None:
-    """Save a UniME processor with this file as its remote code and an `auto_map`, so that
-    `AutoProcessor.from_pretrained(save_directory, trust_remote_code=True)` returns it (not the bare tokenizer)."""
-    import json
-    import shutil
-
-    save_directory = Path(save_directory)
+    """Save a processor so that `AutoProcessor.from_pretrained(save_directory, trust_remote_code=True)` returns a UniME
+    processor: a stock one is converted first; a UniME one writes this file and `auto_map` itself."""
+    if not hasattr(processor, "prepare_items"):
+        raise ValueError(
+            f"{type(processor).__name__} is not a UniME processor; convert it with `as_unime_processor` first."
+        )
     processor.save_pretrained(save_directory)
-    if Path(__file__).resolve() != (save_directory / "processing_unime.py").resolve():
-        shutil.copyfile(__file__, save_directory / "processing_unime.py")
-    class_name = type(processor).__name__
-    for name in ("processor_config.json", "preprocessor_config.json"):
-        file = save_directory / name
-        if file.exists():
-            data = json.loads(file.read_text(encoding="utf-8"))
-            data["auto_map"] = {**data.get("auto_map", {}), "AutoProcessor": f"processing_unime.{class_name}"}
-            data["processor_class"] = class_name
-            file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
