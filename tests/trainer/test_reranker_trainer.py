@@ -195,6 +195,7 @@ def test_merged_checkpoint_loads_and_scores_the_same(tmp_path, tiny_backbones, m
     out = Path(args.output_dir)
     assert {"config.json", "model.safetensors", "processing_unime.py", "README.md"} <= {p.name for p in out.iterdir()}
     assert not (out / "adapter_config.json").exists()
+    assert json.loads((out / "reranker_config.json").read_text())["list_size"] == args.list_size
     model = AutoModelForImageTextToText.from_pretrained(out)
     processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
     after = YesNoScorer(model, processor).score(pairs)
@@ -231,10 +232,7 @@ def _learning_data():
     return datasets.Dataset.from_list(rows), datasets.Dataset.from_list(corpus)
 
 
-def _ranks_positives_first(trainer, judge_prompt: str) -> list[list[int]]:
-    from unime_hf.rerank import UniMEReranker
-
-    reranker = UniMEReranker(trainer.model, trainer.processing_class, judge_prompt=judge_prompt)
+def _ranks_positives_first(reranker) -> list[list[int]]:
     orders = []
     for q, word in enumerate(POSITIVES):
         # The positive at a different place for each query, so that a positional habit cannot pass.
@@ -249,6 +247,7 @@ def test_tiny_reranker_learns_to_rank_a_small_set(tmp_path, tiny_backbones):
     """A short prompt: the random 2-layer backbone's attention is too flat to read a candidate out of the 60-token
     judge instruction in a few steps (the slow test below does it with the paper's prompt). All weights train: with
     LoRA alone a random backbone's tied 0.02-scale embeddings keep every logit near uniform."""
+    from unime_hf.rerank import UniMEReranker
     from unime_hf.trainer.reranker_trainer import RerankerSFTTrainer
 
     mined, corpus = _learning_data()
@@ -265,13 +264,17 @@ def test_tiny_reranker_learns_to_rank_a_small_set(tmp_path, tiny_backbones):
     )
     trainer = RerankerSFTTrainer(tiny_backbones["qwen2_vl"], args=args, train_dataset=mined, corpus=corpus)
     trainer.train()
-    for best, positive in _ranks_positives_first(trainer, SHORT_JUDGE):
+    trainer.save_model()
+    # The saved checkpoint remembers its prompt: from_pretrained scores with the one it was trained with.
+    reranker = UniMEReranker.from_pretrained(args.output_dir)
+    assert reranker.scorer.prompt_template == SHORT_JUDGE
+    for best, positive in _ranks_positives_first(reranker):
         assert best == positive
 
 
 @pytest.mark.slow
 def test_tiny_reranker_learns_with_the_judge_prompt(tmp_path, tiny_backbones):
-    from unime_hf.scoring import JUDGE_PROMPT
+    from unime_hf.rerank import UniMEReranker
     from unime_hf.trainer.reranker_trainer import RerankerSFTTrainer
 
     mined, corpus = _learning_data()
@@ -287,5 +290,5 @@ def test_tiny_reranker_learns_with_the_judge_prompt(tmp_path, tiny_backbones):
     )
     trainer = RerankerSFTTrainer(tiny_backbones["qwen2_vl"], args=args, train_dataset=mined, corpus=corpus)
     trainer.train()
-    for best, positive in _ranks_positives_first(trainer, JUDGE_PROMPT):
+    for best, positive in _ranks_positives_first(UniMEReranker(trainer.model, trainer.processing_class)):
         assert best == positive

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from unime_hf.scoring import JUDGE_PROMPT, YesNoScorer
@@ -146,12 +147,15 @@ class UniMEReranker:
             model_kwargs (`dict`, *optional*):
                 More keyword arguments for `AutoModelForImageTextToText.from_pretrained`.
             kwargs:
-                Options of [`UniMEReranker`] (`batch_size`, `rest_order`, ...).
+                Options of [`UniMEReranker`] (`batch_size`, `rest_order`, ...). `judge_prompt` and `listwise_prompt`
+                default to the ones the checkpoint was trained with (its `reranker_config.json`), else the paper's.
         """
         from transformers import AutoModelForImageTextToText
 
         from unime_hf.models.processing_unime import load_processor
 
+        for key, value in _saved_settings(name_or_path).items():
+            kwargs.setdefault(key, value)
         load_kwargs = {"dtype": dtype, **(model_kwargs or {})}
         if device_map is not None:
             load_kwargs["device_map"] = device_map
@@ -273,6 +277,19 @@ class UniMEReranker:
             rest = pointwise_order(scores[i]) if self.rest_order == "pointwise" else range(len(candidate_lists[i]))
             results[i] = [best, *(j for j in rest if j != best)]
         return results  # type: ignore[return-value]
+
+
+def _saved_settings(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The prompts a reranker was trained with (`reranker_config.json`, written by `RerankerSFTTrainer.save_model`)."""
+    import json
+
+    from transformers.utils import cached_file
+
+    path = cached_file(name_or_path, "reranker_config.json", _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return {}
+    saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {key: saved[key] for key in ("judge_prompt", "listwise_prompt") if key in saved}
 
 
 def _check_lists(queries: Sequence[Any], candidate_lists: Sequence[Sequence[Any]]) -> None:

@@ -15,6 +15,7 @@ adapters, for resuming.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -34,6 +35,8 @@ from unime_hf.trainer.reranker_data import build_reranker_rows, is_reranker_data
 logger = logging.getLogger(__name__)
 
 VISION_MODULE_NAMES = ("visual", "vision_tower", "vision_model")
+#: Written next to a saved reranker: the prompts it was trained with, read back by `UniMEReranker.from_pretrained`.
+RERANKER_CONFIG_NAME = "reranker_config.json"
 
 
 # ------------------------------------------------------------------------------------------------------ collator
@@ -406,6 +409,12 @@ class RerankerSFTTrainer(SFTTrainer):
         else:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        settings = {
+            "judge_prompt": self.args.judge_prompt,
+            "listwise_prompt": self.args.listwise_prompt,
+            "list_size": self.args.list_size,
+        }
+        Path(output_dir, RERANKER_CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         self._write_card(output_dir)
         logger.info("Saved the merged reranker to %s", output_dir)
 
