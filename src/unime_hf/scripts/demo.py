@@ -110,6 +110,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rerank_top_k", type=int, help="Embedding top-k reranked per eval query.")
     parser.add_argument("--rerank_mode", default="pointwise", choices=["pointwise", "listwise"])
     parser.add_argument(
+        "--judge",
+        default="tiny_vlm",
+        choices=["tiny_vlm", "truth"],
+        help="tiny_vlm: a tiny VLM trained on the world's truth (stand-in for an MLLM); truth: the world's truth.",
+    )
+    parser.add_argument(
         "--infonce_only", action="store_true", help="Only the InfoNCE baseline (issue 3's measurement): no mining."
     )
     parser.add_argument("--eval_batch_size", type=int, default=64, help="Items per forward pass in evaluation.")

@@ -110,10 +110,10 @@ def train_embedder(
 
 
 # ---------------------------------------------------------------------------------------------------- the judge
-def judge_rows(retrieved: Any, corpus: Any, truth: Any, per_query: int, seed: int) -> Any:
+def judge_rows(retrieved: Any, corpus: Any, truth: Any, per_query: int, seed: int, random_per_query: int = 1) -> Any:
     """Pairwise Yes/No SFT rows labelled by the world's truth: (query, positive) -> Yes, and `per_query` retrieved
-    candidates per query (random ranks) -> Yes when the world says the candidate meets the query (false negatives),
-    else No."""
+    candidates (random ranks) plus `random_per_query` random corpus items per query -> Yes when the world says the
+    candidate meets the query (false negatives are labelled Yes), else No."""
     import datasets
 
     from unime_hf.scoring import JUDGE_PROMPT, build_pair_content
@@ -145,7 +145,8 @@ def judge_rows(retrieved: Any, corpus: Any, truth: Any, per_query: int, seed: in
         query = {"text": row["query_text"], "image": row["query_image"]}
         add(query, row["pos_id"], {"text": row["pos_text"], "image": row["pos_image"]}, "Yes", index)
         ids = list(row["candidate_ids"])
-        for candidate_id in rng.sample(ids, min(per_query, len(ids))):
+        picked = rng.sample(ids, min(per_query, len(ids))) + rng.sample(list(items), random_per_query)
+        for candidate_id in picked:
             candidate = items[candidate_id]
             add(query, candidate_id, candidate, "Yes" if truth(query, candidate) else "No", index)
     yes = sum(r["answer"] == "Yes" for r in rows)
@@ -169,7 +170,7 @@ def train_generative(
     args = RerankerSFTConfig(
         output_dir=str(out),
         use_lora=False,
-        freeze_vision_tower=True,
+        freeze_vision_tower=False,
         list_size=4,
         pairwise_ratio=1.0,
         listwise_ratio=1.0 if listwise else 0.0,
@@ -194,6 +195,12 @@ def train_generative(
     return out
 
 
+def truth_scores(row: dict[str, Any], items: dict[str, dict[str, str]], truth: Any) -> dict[str, Any]:
+    """The world's truth as the judge: P(Yes) = 1.0 for the positive and every candidate that meets the query."""
+    query = {"text": row["query_text"], "image": row["query_image"]}
+    return {"pos_score": 1.0, "candidate_scores": [float(truth(query, items[c])) for c in row["candidate_ids"]]}
+
+
 def judge_agreement(judged: Any, corpus: Any, truth: Any) -> dict[str, float]:
     """How often the stand-in judge's P(Yes) > 0.5 agrees with the world's truth on the judged pairs."""
     items = {row["id"]: {"text": row["text"], "image": row["image"]} for row in corpus}
@@ -206,7 +213,11 @@ def judge_agreement(judged: Any, corpus: Any, truth: Any) -> dict[str, float]:
             true_pairs += label
             agree += label == (score > 0.5)
             total += 1
+    pos = list(judged["pos_score"])
+    above = sum(p > c for p, row in zip(pos, judged["candidate_scores"]) for c in row)
     return {
+        "positive_above_candidate": above / max(total, 1),
+        "score_range": [min(pos + [c for row in judged["candidate_scores"] for c in row]), max(pos)],
         "candidate_accuracy": agree / max(total, 1),
         "positive_recall": sum(positives) / max(len(positives), 1),
         "true_candidate_share": true_pairs / max(total, 1),
@@ -328,19 +339,28 @@ def mine(
         )
         del retriever
 
-    print(JUDGE_NOTICE, flush=True)
-    logger.info(JUDGE_NOTICE)
-    with stage("train judge", timings):
-        # The judge learns from queries that are not mined, so it judges pairs it has not seen.
-        rows = judge_rows(retrieved.select(range(n_mine, n_mine + n_judge)), corpus, truth, 3, seed=0)
-        judge_path = train_generative(
-            init, out / "judge", rows, corpus, args.judge_steps, args.generative_batch_size, 0, listwise=False
-        )
-    with stage("mine: judge", timings):
-        judge = MLLMJudge(str(judge_path), batch_size=args.eval_batch_size, device="cpu", prefetch=False)
-        judged = judge_candidates(retrieved.select(range(n_mine)), corpus, judge, show_progress=False)
-        agreement = judge_agreement(judged, corpus, truth)
-        logger.info("Stand-in judge vs the world's truth on the mined pairs: %s", agreement)
+    judge_path = None
+    if args.judge == "truth":
+        logger.info("Judge: the world's truth (P(Yes) = 1 for a candidate that meets the query, else 0).")
+        with stage("mine: judge", timings):
+            items = {row["id"]: {"text": row["text"], "image": row["image"]} for row in corpus}
+            judged = retrieved.select(range(n_mine)).map(lambda row: truth_scores(row, items, truth))
+    else:
+        print(JUDGE_NOTICE, flush=True)
+        logger.info(JUDGE_NOTICE)
+        with stage("train judge", timings):
+            # The judge starts from the retrieval model's weights (a random tiny VLM learns only the Yes/No prior in
+            # this budget) and learns from queries that are not mined, so it judges pairs it has not seen.
+            start = generative_from_embedder(retriever_path, init, out / "judge-init")
+            rows = judge_rows(retrieved.select(range(n_mine, n_mine + n_judge)), corpus, truth, 1, seed=0)
+            judge_path = train_generative(
+                start, out / "judge", rows, corpus, args.judge_steps, args.generative_batch_size, 0, listwise=False
+            )
+        with stage("mine: judge", timings):
+            judge = MLLMJudge(str(judge_path), batch_size=args.eval_batch_size, device="cpu", prefetch=False)
+            judged = judge_candidates(retrieved.select(range(n_mine)), corpus, judge, show_progress=False)
+    agreement = judge_agreement(judged, corpus, truth)
+    logger.info("Judge vs the world's truth on the mined pairs: %s", agreement)
     with stage("mine: sample", timings):
         mined, sampling = sample_hard_negatives(
             judged, beta=0.01, num_negatives=10, interval=args.mine_interval, seed=0, show_progress=False
@@ -348,3 +368,22 @@ def mine(
         logger.info("%s", sampling)
         datasets.DatasetDict(train=mined, corpus=corpus).save_to_disk(str(out / "mined"))
     return {"mined": mined, "judged": judged, "judge_path": judge_path, "agreement": agreement, "sampling": sampling}
+
+
+def generative_from_embedder(embedder_path: Path, init: Path, out: Path) -> Path:
+    """A generative VLM folder with the weights of a trained UniME embedder (its backbone; the LM head is tied to the
+    token embeddings), so that the judge and the reranker start from a model that has already seen the world."""
+    from transformers import AutoModelForImageTextToText
+
+    from unime_hf.models.modeling_unime import UniMEEmbeddingModel
+    from unime_hf.models.processing_unime import load_processor, save_processor
+
+    if (out / "model.safetensors").is_file():
+        return out
+    model = AutoModelForImageTextToText.from_pretrained(init)
+    embedder = UniMEEmbeddingModel.from_pretrained(embedder_path)
+    model.model.load_state_dict(embedder.backbone.state_dict())
+    model.tie_weights()
+    model.save_pretrained(out)
+    save_processor(load_processor(init), out)
+    return out
