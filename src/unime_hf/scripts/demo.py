@@ -55,14 +55,15 @@ FULL = {
     "preset": "small",
     "seeds": [0, 1, 2],
     "hidden_size": 64,
-    "steps": 50,
+    "steps": 80,
     "batch_size": 16,
+    "learning_rate": 1e-3,
     "mine_queries": 800,
     "mine_top_k": 20,
     "mine_interval": 2,
     "judge_queries": 400,
-    "judge_steps": 80,
-    "reranker_steps": 80,
+    "judge_steps": 60,
+    "reranker_steps": 60,
     "generative_batch_size": 16,
     "rerank_top_k": 5,
 }
@@ -72,6 +73,7 @@ QUICK = {
     "hidden_size": 32,
     "steps": 4,
     "batch_size": 8,
+    "learning_rate": 1e-3,
     "mine_queries": 24,
     "mine_top_k": 8,
     "mine_interval": 1,
@@ -100,6 +102,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden_size", type=int, help="Hidden size of the tiny Qwen2-VL init.")
     parser.add_argument("--steps", type=int, help="Training steps of every embedding variant.")
     parser.add_argument("--batch_size", type=int, help="Queries per step of every embedding variant.")
+    parser.add_argument("--learning_rate", type=float, help="Learning rate of every embedding variant.")
     parser.add_argument("--mine_queries", type=int, help="Training queries mined (the listwise variants' data).")
     parser.add_argument("--mine_top_k", type=int, help="Candidates retrieved per mined query.")
     parser.add_argument("--mine_interval", type=int, help="Interval of the cyclic sampling (paper: 5 of 50).")
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    budget = Budget(steps=args.steps, batch_size=args.batch_size, warmup_steps=max(1, args.steps // 10))
+    budget = Budget(args.steps, args.batch_size, args.learning_rate, warmup_steps=max(1, args.steps // 10))
     logger.info("Demo settings: %s", {k: v for k, v in vars(args).items()})
 
     with stage("world", timings):
