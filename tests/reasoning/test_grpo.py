@@ -12,13 +12,17 @@ from unime_hf.reasoning.tcot import SHORT_TCOT_PROMPT
 
 @pytest.fixture(scope="module")
 def shapes_pairs(tmp_path_factory):
-    """Two image queries (image -> caption) and two text queries (caption -> image) of a tiny shapes world."""
+    """Two image queries of different prompt lengths (image -> caption, VQA) and two text queries (caption -> image)
+    of a tiny shapes world: prompts that pad differently next to images in one batch."""
     from unime_hf.data.shapes import ShapesWorldConfig, generate_shapes_world, load_shapes_train
 
     root = tmp_path_factory.mktemp("shapes")
     generate_shapes_world(root, ShapesWorldConfig.preset("tiny"))
     train = load_shapes_train(root)["train"]
-    image_queries = [i for i, row in enumerate(train) if row["query_image"] and not row["pos_image"]][:2]
+    image_queries = [
+        next(i for i, row in enumerate(train) if "caption" in row["query_text"] and row["query_image"]),
+        next(i for i, row in enumerate(train) if "question" in row["query_text"] and row["query_image"]),
+    ]
     text_queries = [i for i, row in enumerate(train) if not row["query_image"] and row["pos_image"]][:2]
     return root, train.select(image_queries + text_queries)
 
@@ -222,3 +226,20 @@ def test_plain_grpo_config_gets_embed_rl_defaults(tiny_backbones, shapes_pairs, 
     trainer = EmbedRLTrainer(path, path, args=args, train_dataset=prompts)
     assert isinstance(trainer.args, EmbedRLConfig) and trainer.args.steps_per_generation == 2
     assert trainer.args.reward_weights == [0.05, 0.8] and trainer.rewards.outcome_scale == 0.5
+
+
+def test_image_token_types_line_up_with_left_padded_prompts(tiny_backbones, shapes_pairs, tmp_path):
+    from unime_hf.reasoning.grpo import EmbedRLTrainer, build_reasoner_dataset
+
+    _, pairs = shapes_pairs
+    prompts = build_reasoner_dataset(pairs, template=SHORT_TCOT_PROMPT)
+    path = tiny_backbones["qwen2_vl"]
+    trainer = EmbedRLTrainer(path, path, args=_args(tmp_path), train_dataset=prompts)
+    tokenizer = trainer.processing_class.tokenizer
+    assert tokenizer.padding_side == "left"
+    rows = [prompts[i] for i in range(len(prompts)) for _ in range(2)]
+    batch = trainer._generate_and_score_completions(rows)
+    prompt_ids = batch["prompt_ids"]
+    image_tokens = prompt_ids == tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert image_tokens.sum() > 0 and prompt_ids.shape[0] == 8
+    assert torch.equal(batch["mm_token_type_ids"][:, : prompt_ids.shape[1]] == 1, image_tokens)

@@ -277,7 +277,7 @@ class EmbedRLTrainer(GRPOTrainer):
             Prompts from [`build_reasoner_dataset`] (any dataset with `prompt` and the pair columns).
         processing_class (*optional*):
             The Reasoner's processor; defaults to the image-only UniME processor of its checkpoint when the
-            architecture is supported, else to TRL's default.
+            architecture is supported, else to TRL's default. Its tokenizer is set to left padding.
         callbacks, optimizers, peft_config:
             As for `GRPOTrainer`.
         embedder_processor (*optional*):
@@ -344,6 +344,13 @@ class EmbedRLTrainer(GRPOTrainer):
         freeze_embedder(embedder)
         if processing_class is None:
             processing_class = _default_reasoner_processor(model)
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        if tokenizer is not None and getattr(tokenizer, "padding_side", "left") != "left":
+            # GRPOTrainer left-pads the prompt ids itself but takes the image token types (mm_token_type_ids) from a
+            # processor call: with right padding they no longer line up with the prompts, and the multimodal
+            # position ids of image prompts go wrong (or fail) whenever the prompts of a batch differ in length.
+            logger.info("Setting the Reasoner's tokenizer to left padding, as GRPO needs.")
+            tokenizer.padding_side = "left"
 
         prompts_per_process = args.per_device_train_batch_size * args.steps_per_generation // args.num_generations
         if prompts_per_process < 2:
