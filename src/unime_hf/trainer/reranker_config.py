@@ -37,7 +37,9 @@ class RerankerSFTConfig(SFTConfig):
             Leaf names of the language model's linear layers to adapt (e.g. `["q_proj", "v_proj"]`); defaults to every
             linear layer of the language model. The vision tower and the LM head are never adapted.
         freeze_vision_tower (`bool`, *optional*, defaults to `True`):
-            Keep the vision encoder (Qwen `visual`, LLaVA `vision_tower`) frozen. `False` trains all of its weights.
+            Keep the vision encoder (Qwen `visual`, LLaVA `vision_tower`) frozen. `False` trains all of its weights;
+            under DeepSpeed ZeRO-2 that needs every batch of every process to hold an image (a text-only batch gives
+            the tower no gradient), so keep it frozen for mixed data.
         list_size (`int`, *optional*, defaults to `4`):
             `x`: hard negatives in a listwise prompt (top `x` by judge score), so `x + 1` candidates with the positive.
             4 matches the paper's top-5 listwise reranking.
