@@ -103,6 +103,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="Training steps of every embedding variant.")
     parser.add_argument("--batch_size", type=int, help="Queries per step of every embedding variant.")
     parser.add_argument("--learning_rate", type=float, help="Learning rate of every embedding variant.")
+    parser.add_argument("--temperature", type=float, default=0.02, help="Loss temperature of every embedding variant.")
     parser.add_argument("--mine_queries", type=int, help="Training queries mined (the listwise variants' data).")
     parser.add_argument("--mine_top_k", type=int, help="Candidates retrieved per mined query.")
     parser.add_argument("--mine_interval", type=int, help="Interval of the cyclic sampling (paper: 5 of 50).")
@@ -173,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    budget = Budget(args.steps, args.batch_size, args.learning_rate, warmup_steps=max(1, args.steps // 10))
+    budget = Budget(
+        args.steps,
+        args.batch_size,
+        args.learning_rate,
+        warmup_steps=max(1, args.steps // 10),
+        temperature=args.temperature,
+    )
     logger.info("Demo settings: %s", {k: v for k, v in vars(args).items()})
 
     with stage("world", timings):
