@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                     steps.eval_config(world, path, out / "eval" / f"seed{seed}" / name, args.eval_batch_size),
                     UniMEEmbeddingModel.from_pretrained(path).eval(),
                 )
+            steps.card_with_results(path, VARIANTS[name][1], budget, seed, results)
             summary = summarize(results)
             per_seed[name][seed] = summary
             for key, value in summary.items():

@@ -387,3 +387,31 @@ def generative_from_embedder(embedder_path: Path, init: Path, out: Path) -> Path
     model.save_pretrained(out)
     save_processor(load_processor(init), out)
     return out
+
+
+DESCRIPTIONS = {
+    "info_nce": "A tiny multimodal embedding model trained from scratch on the shapes world with InfoNCE and in-batch "
+    "negatives (the VLM2Vec-style baseline of the unime-hf demo); not a UniME-V2 model.",
+    "hard_negative_ce": "A tiny multimodal embedding model trained from scratch on the shapes world with cross-entropy"
+    " over the positive and judge-mined hard negatives (hard labels; the ablation of the unime-hf demo).",
+    "symmetric_kl": "A tiny multimodal embedding model trained from scratch on the shapes world the UniME-V2 way: "
+    "symmetric KL to the judge's soft scores over the positive and judge-mined hard negatives (unime-hf demo). "
+    "The judge is a stand-in: a tiny VLM trained on the world's truth, not an MLLM.",
+}
+
+
+def card_with_results(path: Path, loss: str, budget: Budget, seed: int, results: dict[str, Any]) -> Path:
+    """Rewrite an embedder's model card with what it is (by loss), its demo budget and its evaluation results."""
+    from unime_hf.hub.model_card import render_embedding_card, write_model_card
+
+    training = {"loss": loss, **vars(budget), "seed": seed, "init": "random tiny Qwen2-VL (unime_hf.testing.tiny)"}
+    card = render_embedding_card(
+        base_model=None,
+        datasets="shapes world (unime_hf.data.shapes)",
+        training=training,
+        results=results,
+        model_name=f"unime-hf demo: {path.parent.name}/{path.name}",
+        description=DESCRIPTIONS[loss],
+        mmeb_dataset="shapes-world-mmeb-style",  # the world's MMEB-format sets, not MMEB itself
+    )
+    return write_model_card(card, path)
