@@ -356,6 +356,7 @@ def mine(
             judge_path = train_generative(
                 start, out / "judge", rows, corpus, args.judge_steps, args.generative_batch_size, 0, listwise=False
             )
+            write_judge_card(judge_path, args.judge_steps, args.generative_batch_size, len(rows))
         with stage("mine: judge", timings):
             judge = MLLMJudge(str(judge_path), batch_size=args.eval_batch_size, device="cpu", prefetch=False)
             judged = judge_candidates(retrieved.select(range(n_mine)), corpus, judge, show_progress=False)
@@ -413,5 +414,21 @@ def card_with_results(path: Path, loss: str, budget: Budget, seed: int, results:
         model_name=f"unime-hf demo: {path.parent.name}/{path.name}",
         description=DESCRIPTIONS[loss],
         mmeb_dataset="shapes-world-mmeb-style",  # the world's MMEB-format sets, not MMEB itself
+    )
+    return write_model_card(card, path)
+
+
+def write_judge_card(path: Path, steps: int, batch_size: int, rows: int) -> Path:
+    """The stand-in judge's card says what it is: a tiny VLM trained on the world's truth, not an MLLM."""
+    from unime_hf.hub.model_card import render_reranker_card, write_model_card
+
+    card = render_reranker_card(
+        base_model=None,
+        datasets="shapes world truth (unime_hf.data.shapes.ShapesTruth)",
+        training={"task": "pairwise Yes/No SFT", "steps": steps, "batch_size": batch_size, "rows": rows},
+        model_name="unime-hf demo stand-in judge",
+        description=f"{JUDGE_NOTICE[0].upper()}{JUDGE_NOTICE[1:]}: it answers the UniME-V2 judge prompt with Yes/No "
+        "and was trained on shapes-world (query, candidate) pairs labelled by the world's truth, starting from the "
+        "demo's seed-0 InfoNCE embedder. It is infrastructure for the demo's mining step, not a model to use.",
     )
     return write_model_card(card, path)
