@@ -2,9 +2,10 @@
 
 1. the shapes world (generated offline) and one random tiny Qwen2-VL init shared by every model below;
 2. per seed, an InfoNCE embedder (in-batch negatives, the VLM2Vec baseline); the seed-0 one is the retrieval model;
-3. a stand-in judge: a tiny VLM trained with pairwise Yes/No SFT on retrieved (query, candidate) pairs labelled by
-   the world's truth (false negatives are labelled Yes). It stands in for the paper's Qwen2.5-VL-7B; it is not an
-   MLLM, and the output says so;
+3. a stand-in judge: a tiny VLM (warm-started from the seed-0 InfoNCE weights) trained with pairwise Yes/No SFT on
+   retrieved (query, candidate) pairs of other queries, labelled by the world's truth (false negatives are labelled
+   Yes). It stands in for the paper's Qwen2.5-VL-7B; it is not an MLLM, and the output says so (`--judge truth`
+   uses the world's truth itself);
 4. mining: retrieval (top-k), the judge's P(Yes), the paper's false-negative filter and interval sampling;
 5. per seed, from the same init with the same steps and batch: the hard-labels ablation (cross-entropy over the
    positive and the judge-mined hard negatives) and UniME-V2 (symmetric KL on the judge's scores);
