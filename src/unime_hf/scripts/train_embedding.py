@@ -24,7 +24,6 @@ mined layout (`query_pos_scores, hard_negatives, hard_negatives_scores`). Mined 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -32,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unime_hf.scripts._config import parse_yaml_and_flags, read_table, resolve_model_path, resolve_resume_checkpoint
+
 logger = logging.getLogger("unime_hf.train")
 
 TRAIN_FORMATS = ("auto", "canonical", "mmeb", "unime_v2")
-TINY_PREFIX = "tiny:"
 
 
 @dataclass
@@ -80,54 +80,11 @@ def make_parser():
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainScriptArguments, Any]:
     """Parse `argv` (the `--config` YAML, flags on top) into `(TrainScriptArguments, EmbeddingDistillConfig)`."""
-    import yaml
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = make_parser()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if known.config:
-        path = Path(known.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config {str(path)!r}: no such file.")
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of option names to values, got {type(values).__name__}.")
-        destinations = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - destinations)
-        if unknown:
-            raise ValueError(
-                f"{path}: unknown option(s) {unknown}; valid keys are the fields of EmbeddingDistillConfig and "
-                "TrainScriptArguments (see `unime-hf train --help`)."
-            )
-        parser.set_defaults(**values)
-        for action in parser._actions:
-            if action.dest in values:
-                action.required = False
-    # The namespace of non-dataclass options (`--config`) comes last and is not needed any more.
-    script_args, config = parser.parse_args_into_dataclasses(argv)[:2]
-    return script_args, config
+    hint = "the fields of EmbeddingDistillConfig and TrainScriptArguments (see `unime-hf train --help`)"
+    return parse_yaml_and_flags(make_parser(), argv, hint)
 
 
 # -------------------------------------------------------------------------------------------------------- data
-def _read_table(path: Path):
-    import datasets
-
-    if path.is_dir():
-        return datasets.load_from_disk(str(path))
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such data file or folder.")
-    if suffix in (".json", ".jsonl"):
-        return datasets.Dataset.from_json(str(path))
-    if suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(path))
-    raise ValueError(
-        f"{path}: unsupported data file type {suffix!r}; use a save_to_disk folder, .json, .jsonl or .parquet."
-    )
-
-
 def _detect_format(columns: list[str], path: Path) -> str:
     if "qry" in columns:
         return "mmeb"
@@ -187,7 +144,7 @@ def load_training_data(
     path = Path(train_file)
     splits: dict[str, datasets.Dataset] = {}
     if path.is_dir() or train_format in ("auto", "canonical"):
-        table = _read_table(path)
+        table = read_table(path)
         if isinstance(table, datasets.DatasetDict):
             if "train" not in table:
                 raise ValueError(f"{path}: a DatasetDict needs a 'train' split, found {list(table)}.")
@@ -202,38 +159,11 @@ def load_training_data(
     else:
         splits = dict(_read_with_formats(train_format, path, image_root))
     if corpus_file is not None:
-        corpus = _read_table(Path(corpus_file))
+        corpus = read_table(Path(corpus_file))
         if isinstance(corpus, datasets.DatasetDict):
             corpus = corpus["corpus"] if "corpus" in corpus else corpus[next(iter(corpus))]
         splits["corpus"] = corpus
     return datasets.DatasetDict(splits)
-
-
-def _resolve_model(name: str, output_dir: str, config: Any) -> str:
-    if not name.startswith(TINY_PREFIX):
-        return name
-    from unime_hf.testing.tiny import build_tiny_backbone
-
-    kind = name[len(TINY_PREFIX) :]
-    path = Path(output_dir) / f"tiny-{kind}-backbone"
-    with config.main_process_first(desc="building the tiny backbone"):
-        if not (path / "config.json").exists():
-            logger.info("Building a tiny random %s backbone in %s", kind, path)
-            build_tiny_backbone(kind, path, seed=config.seed)
-    return str(path)
-
-
-def _resume_checkpoint(value: str | None, output_dir: str) -> str | bool | None:
-    if value is None or value.lower() in ("", "false", "none"):
-        return None
-    if value.lower() in ("true", "last", "latest"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {output_dir!r}.")
-        return last
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         len(corpus) if corpus is not None else "no",
     )
 
-    model = _resolve_model(script_args.model_name_or_path, config.output_dir, config)
+    model = resolve_model_path(script_args.model_name_or_path, config.output_dir, config)
     trainer = EmbeddingDistillTrainer(
         model,
         args=config,
@@ -279,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataset=eval_data["train"] if eval_data is not None else None,
         corpus=corpus,
     )
-    trainer.train(resume_from_checkpoint=_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
+    trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
     trainer.save_model(config.output_dir)
     logger.info("Saved the trained model to %s", config.output_dir)
     return 0

@@ -22,16 +22,16 @@ for its T-CoT; its positive is the retrieval target the rewards use.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unime_hf.scripts._config import TINY_PREFIX, parse_yaml_and_flags, resolve_resume_checkpoint
+
 logger = logging.getLogger("unime_hf.train_reasoner")
 
-TINY_PREFIX = "tiny:"
 PROMPT_TEMPLATES = ("default", "short")
 
 
@@ -100,33 +100,11 @@ def make_parser():
 
 def parse_args(argv: list[str] | None = None) -> tuple[ReasonerScriptArguments, Any]:
     """Parse `argv` (the `--config` YAML, flags on top) into `(ReasonerScriptArguments, EmbedRLConfig)`."""
-    import yaml
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = make_parser()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if known.config:
-        path = Path(known.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config {str(path)!r}: no such file.")
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of option names to values, got {type(values).__name__}.")
-        destinations = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - destinations)
-        if unknown:
-            raise ValueError(
-                f"{path}: unknown option(s) {unknown}; valid keys are the fields of EmbedRLConfig (TRL's GRPOConfig "
-                "plus the Embed-RL reward options) and ReasonerScriptArguments (see `unime-hf train-reasoner --help`)."
-            )
-        parser.set_defaults(**values)
-        for action in parser._actions:
-            if action.dest in values:
-                action.required = False
-    script_args, config = parser.parse_args_into_dataclasses(argv)[:2]
-    return script_args, config
+    hint = (
+        "the fields of EmbedRLConfig (TRL's GRPOConfig plus the Embed-RL reward options) and ReasonerScriptArguments "
+        "(see `unime-hf train-reasoner --help`)"
+    )
+    return parse_yaml_and_flags(make_parser(), argv, hint)
 
 
 def resolve_template(value: str) -> str:
@@ -232,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         discriminator=discriminator,
         peft_config=_peft_config(script_args),
     )
-    trainer.train(resume_from_checkpoint=_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
+    trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
     trainer.save_model(config.output_dir)
     if trainer.args.should_save and trainer.processing_class is not None:
         if hasattr(trainer.processing_class, "prepare_items"):
@@ -241,19 +219,6 @@ def main(argv: list[str] | None = None) -> int:
         trainer.create_model_card()
     logger.info("Saved the Reasoner to %s", config.output_dir)
     return 0
-
-
-def _resume_checkpoint(value: str | None, output_dir: str) -> str | None:
-    if value is None or str(value).lower() in ("", "false", "none"):
-        return None
-    if str(value).lower() in ("true", "last", "latest"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {output_dir!r}.")
-        return last
-    return value
 
 
 if __name__ == "__main__":

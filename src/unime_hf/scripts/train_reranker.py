@@ -24,7 +24,6 @@ and `corpus`), a canonical JSON / JSON Lines / parquet file (with `corpus_file`)
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -32,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unime_hf.scripts._config import parse_yaml_and_flags, read_table, resolve_model_path, resolve_resume_checkpoint
+
 logger = logging.getLogger("unime_hf.train_reranker")
 
 TRAIN_FORMATS = ("auto", "canonical", "unime_v2", "rows")
-TINY_PREFIX = "tiny:"
 
 
 @dataclass
@@ -81,53 +81,11 @@ def make_parser():
 
 def parse_args(argv: list[str] | None = None) -> tuple[RerankerScriptArguments, Any]:
     """Parse `argv` (the `--config` YAML, flags on top) into `(RerankerScriptArguments, RerankerSFTConfig)`."""
-    import yaml
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = make_parser()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if known.config:
-        path = Path(known.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config {str(path)!r}: no such file.")
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of option names to values, got {type(values).__name__}.")
-        destinations = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - destinations)
-        if unknown:
-            raise ValueError(
-                f"{path}: unknown option(s) {unknown}; valid keys are the fields of RerankerSFTConfig and "
-                "RerankerScriptArguments (see `unime-hf train-reranker --help`)."
-            )
-        parser.set_defaults(**values)
-        for action in parser._actions:
-            if action.dest in values:
-                action.required = False
-    script_args, config = parser.parse_args_into_dataclasses(argv)[:2]
-    return script_args, config
+    hint = "the fields of RerankerSFTConfig and RerankerScriptArguments (see `unime-hf train-reranker --help`)"
+    return parse_yaml_and_flags(make_parser(), argv, hint)
 
 
 # -------------------------------------------------------------------------------------------------------- data
-def _read_table(path: Path):
-    import datasets
-
-    if path.is_dir():
-        return datasets.load_from_disk(str(path))
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such data file or folder.")
-    suffix = path.suffix.lower()
-    if suffix in (".json", ".jsonl"):
-        return datasets.Dataset.from_json(str(path))
-    if suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(path))
-    raise ValueError(
-        f"{path}: unsupported data file {suffix!r}; use a save_to_disk folder, .json, .jsonl or .parquet."
-    )
-
-
 def _detect_format(columns: list[str], path: Path) -> str:
     if "prompt" in columns and "completion" in columns:
         return "rows"
@@ -167,7 +125,7 @@ def load_reranker_data(
     if train_format == "unime_v2":
         splits = dict(_read_unime_v2(path, image_root))
     else:
-        table = _read_table(path)
+        table = read_table(path)
         if isinstance(table, datasets.DatasetDict):
             if "train" not in table:
                 raise ValueError(f"{path}: a DatasetDict needs a 'train' split, found {list(table)}.")
@@ -180,7 +138,7 @@ def load_reranker_data(
                 raise ValueError(f"{path}: a save_to_disk folder must hold canonical mined rows or built rows.")
             splits = dict(_read_unime_v2(path, image_root))
     if corpus_file is not None:
-        corpus = _read_table(Path(corpus_file))
+        corpus = read_table(Path(corpus_file))
         if isinstance(corpus, datasets.DatasetDict):
             corpus = corpus["corpus"] if "corpus" in corpus else corpus[next(iter(corpus))]
         splits["corpus"] = corpus
@@ -191,33 +149,6 @@ def _read_unime_v2(path: Path, image_root: str | None):
     from unime_hf.data.formats import read_unime_v2_mined
 
     return read_unime_v2_mined(str(path), image_root=image_root)
-
-
-def _resolve_model(name: str, output_dir: str, config: Any) -> str:
-    if not name.startswith(TINY_PREFIX):
-        return name
-    from unime_hf.testing.tiny import build_tiny_backbone
-
-    kind = name[len(TINY_PREFIX) :]
-    path = Path(output_dir) / f"tiny-{kind}-backbone"
-    with config.main_process_first(desc="building the tiny backbone"):
-        if not (path / "config.json").exists():
-            logger.info("Building a tiny random %s backbone in %s", kind, path)
-            build_tiny_backbone(kind, path, seed=config.seed)
-    return str(path)
-
-
-def _resume_checkpoint(value: str | None, output_dir: str) -> str | None:
-    if value is None or str(value).lower() in ("", "false", "none"):
-        return None
-    if str(value).lower() in ("true", "last", "latest"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {output_dir!r}.")
-        return last
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = eval_data.get("corpus")
     logger.info("Training on %d rows of %s", len(train), script_args.train_file)
 
-    model = _resolve_model(script_args.model_name_or_path, config.output_dir, config)
+    model = resolve_model_path(script_args.model_name_or_path, config.output_dir, config)
     trainer = RerankerSFTTrainer(
         model,
         args=config,
@@ -258,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataset=eval_data["train"] if eval_data is not None else None,
         corpus=corpus,
     )
-    trainer.train(resume_from_checkpoint=_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
+    trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
     trainer.save_model(config.output_dir)
     logger.info("Saved the merged reranker to %s", config.output_dir)
     return 0
