@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from unime_hf.models.auto import MODEL_KINDS
+from unime_hf.scripts._config import TINY_PREFIX
 
 logger = logging.getLogger("unime_hf.scripts.evaluate")
 
@@ -48,7 +49,7 @@ MMEB_KEYS = (
     "candidate_instructions",
 )
 RETRIEVAL_KEYS = ("path", "image_root", "split", "max_images", "image_prompt", "text_prompt", "ks")
-TINY_PREFIX = "tiny:"
+
 COMPOSITIONAL_KEYS = ("path", "image_root", "image_prompt", "text_prompt")
 PLOTS_KEYS = ("modality_gap", "judge_scores", "judge_threshold")
 RERANK_KEYS = ("model", "top_k", "mode", "batch_size", "rest_order")
