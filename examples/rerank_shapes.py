@@ -5,9 +5,11 @@ Runs the whole reranker path on tiny random backbones, offline, on a CPU:
 1. the shapes world (generated if missing);
 2. an embedding model (trained with `unime-hf train` and examples/configs/shapes.yaml, unless `--embedding` names a
    trained one);
-3. hard-negative mining for the world's training pairs: retrieval with that embedder (top 50), the world's truth as
-   the judge (`P(Yes)` = 1 for a candidate that meets the query, else 0; a trained MLLM judge is what the paper
-   uses, the shapes world knows the answer), then the paper's false-negative filter and interval sampling;
+3. hard-negative mining for the world's training pairs: retrieval with that embedder (top 50, from the candidates of
+   the pair's own task, as each MMEB training set has its own pool; `--mining_pools global` searches the whole
+   corpus), the world's truth as the judge (`P(Yes)` = 1 for a candidate that meets the query, else 0; the paper
+   uses a trained MLLM judge, the shapes world knows the answer), then the paper's false-negative filter and
+   interval sampling;
 4. the reranker (`unime-hf train-reranker` with examples/configs/reranker_shapes.yaml) on the mined rows;
 5. MMEB-style P@1 on the world's eval sets, which no training row comes from (in-distribution sets and `heldout_*`
    sets whose gold uses colour-shape combinations that training never shows): embedding only, then the embedding's
@@ -21,6 +23,23 @@ python examples/rerank_shapes.py --world runs/shapes --out runs/shapes/rerank --
 Flags the script does not know are passed to `unime-hf train-reranker` (e.g. `--learning_rate 1e-3`).
 
 Results go to `<out>/results.json` and the log.
+
+Measured on the 2-core CPU (an easier world: 4 colours, 4 shapes, 2 sizes, at most 2 objects, 20 candidates per eval
+query, 8,000 training pairs; embedder 1,500 steps of InfoNCE; reranker warm-started from the embedder's backbone,
+3,000 steps, short prompts; about 30 minutes in all):
+
+```bash
+python examples/rerank_shapes.py --world runs/shapes-easy --out runs/shapes-easy/rerank --preset default \
+    --world_overrides '{"colours": ["red", "green", "blue", "yellow"], "shapes": ["circle", "square", "triangle",
+    "cross"], "sizes": ["small", "large"], "max_objects": 2, "candidates": 20, "heldout_combos": 4}' \
+    --judge_prompt "Query:{query}, Candidates:{candidate}." \
+    --listwise_prompt "Query: {query}, Candidates: {candidates}."
+```
+
+P@1 over 750 eval queries: embedding only 15.2 (IND 11.6, OOD 18.8); reranked pointwise 10.9 (IND 11.8, OOD 10.0),
+listwise 8.1. The reranker separates the positive from the hardest negative on 75% of training queries but does not
+generalise past the embedder at this size, and its listwise answer collapsed to one position: at tiny scale the
+reranker lowers P@1. The script measures; it does not assume the gain.
 """
 
 from __future__ import annotations
@@ -48,8 +67,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="runs/shapes/rerank", help="Folder for the embedder, mined data, reranker.")
     parser.add_argument("--embedding", default=None, help="A trained embedding checkpoint (default: train one).")
-    parser.add_argument("--embedding_steps", type=int, default=300, help="Steps of the embedding training.")
-    parser.add_argument("--reranker_steps", type=int, default=400, help="Steps of the reranker training.")
+    parser.add_argument("--embedding_steps", type=int, default=1500, help="Steps of the embedding training.")
+    parser.add_argument("--reranker_steps", type=int, default=3000, help="Steps of the reranker training.")
     parser.add_argument(
         "--reranker_config", default=str(CONFIGS / "reranker_shapes.yaml"), help="YAML of the reranker training."
     )
@@ -61,6 +80,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--top_k", type=int, default=10, help="Candidates reranked per query.")
     parser.add_argument("--mine_top_k", type=int, default=50, help="Candidates retrieved per training query.")
+    parser.add_argument(
+        "--mining_pools",
+        choices=["task", "global"],
+        default="task",
+        help="Retrieve hard negatives from each task's own candidates (as MMEB training sets) or the whole corpus.",
+    )
     parser.add_argument("--max_queries", type=int, default=None, help="Evaluate the first N queries of each set.")
     parser.add_argument("--modes", nargs="+", default=["pointwise", "listwise"], help="Reranking modes to measure.")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -92,8 +117,42 @@ def train_embedder(world: Path, out: Path, steps: int, seed: int) -> Path:
     return folder
 
 
-def mine(world: Path, embedder: Any, out: Path, top_k: int, batch_size: int, seed: int) -> Path:
-    """Mined rows for the world's training pairs: retrieval, the world's truth as judge, the paper's sampling."""
+def task_pools(world: Path, pairs: Any, corpus: Any, truth: Any) -> dict[str, tuple[list[int], list[int]]]:
+    """Per training task, its pair rows and its candidate pool (corpus rows): the task's positives plus the unused
+    corpus items of the same kind (scene image, crop, caption, answer, label), as each MMEB training set has its own
+    candidates."""
+    rows = [json.loads(line) for line in (world / "meta" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    if len(rows) != len(pairs):
+        raise ValueError(f"{world}/meta/train.jsonl has {len(rows)} rows for {len(pairs)} training pairs")
+    row_of = {identifier: row for row, identifier in enumerate(corpus["id"])}
+    texts, images = corpus["text"], corpus["image"]
+
+    def kind(row: int) -> str:
+        if images[row]:
+            try:
+                truth.crop(images[row])
+            except KeyError:
+                return "scene"
+            return "crop"
+        return truth.meaning(texts[row])["kind"]
+
+    pools: dict[str, tuple[list[int], set[int]]] = {}
+    for index, (meta, pos_id) in enumerate(zip(rows, pairs["pos_id"])):
+        pair_rows, pool = pools.setdefault(meta["task"], ([], set()))
+        pair_rows.append(index)
+        pool.add(row_of[pos_id])
+    kinds = {task: {kind(row) for row in pool} for task, (_, pool) in pools.items()}
+    used = set().union(*(pool for _, pool in pools.values()))
+    for row in set(range(len(corpus))) - used:
+        for task, (_, pool) in pools.items():
+            if kind(row) in kinds[task]:
+                pool.add(row)
+    return {task: (pair_rows, sorted(pool)) for task, (pair_rows, pool) in pools.items()}
+
+
+def mine(world: Path, embedder: Any, out: Path, top_k: int, batch_size: int, seed: int, per_task: bool = True) -> Path:
+    """Mined rows for the world's training pairs: retrieval (in each task's own pool, or in the whole corpus), the
+    world's truth as judge, the paper's false-negative filter and interval sampling."""
     import datasets
 
     from unime_hf.data.shapes import ShapesTruth, load_shapes_train
@@ -106,8 +165,26 @@ def mine(world: Path, embedder: Any, out: Path, top_k: int, batch_size: int, see
         return folder
     data = load_shapes_train(world)
     pairs, corpus = data["train"], data["corpus"]
-    retrieved = retrieve_candidates(pairs, corpus, embedder, top_k=top_k, batch_size=batch_size, show_progress=False)
     truth = ShapesTruth.from_dir(world)
+    if per_task:
+        parts = []
+        for task, (pair_rows, pool) in task_pools(world, pairs, corpus, truth).items():
+            logger.info("Mining %s: %d queries over a pool of %d items", task, len(pair_rows), len(pool))
+            parts.append(
+                retrieve_candidates(
+                    pairs.select(pair_rows),
+                    corpus.select(pool),
+                    embedder,
+                    top_k=min(top_k, len(pool) - 1),
+                    batch_size=batch_size,
+                    show_progress=False,
+                )
+            )
+        retrieved = datasets.concatenate_datasets(parts)
+    else:
+        retrieved = retrieve_candidates(
+            pairs, corpus, embedder, top_k=top_k, batch_size=batch_size, show_progress=False
+        )
     items = {row["id"]: {"text": row["text"], "image": row["image"]} for row in corpus}
 
     def judge(row: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.embedding) if args.embedding else train_embedder(world, out, args.embedding_steps, args.seed)
     )
     embedder = UniMEEmbeddingModel.from_pretrained(embedding_path)
-    mined = mine(world, embedder, out, args.mine_top_k, args.batch_size, args.seed)
+    mined = mine(world, embedder, out, args.mine_top_k, args.batch_size, args.seed, args.mining_pools == "task")
     start = str(backbone_checkpoint(embedding_path, out)) if args.reranker_init == "embedding" else None
     reranker_path = train_reranker(
         mined, out, args.reranker_config, args.reranker_steps, args.seed, reranker_flags, model=start
