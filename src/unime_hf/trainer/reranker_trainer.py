@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from transformers import AutoModelForImageTextToText, TrainingArguments
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
+from unime_hf.trainer.lora import lora_target_regex, merged_state_dict
 from unime_hf.trainer.reranker_config import RerankerSFTConfig
 from unime_hf.trainer.reranker_data import build_reranker_rows, is_reranker_dataset, open_row_images
 
@@ -84,22 +84,6 @@ class RerankerCollator(DataCollatorForVisionLanguageModeling):
 
 
 # ---------------------------------------------------------------------------------------------------- model parts
-def language_model_prefix(model: nn.Module) -> str:
-    """Qualified name of the language model inside a generative VLM (e.g. `"model.language_model"`).
-
-    Raises:
-        `ValueError`: when the model has no `get_decoder()` pointing at one of its submodules.
-    """
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    for name, module in model.named_modules():
-        if name and module is decoder:
-            return name
-    raise ValueError(
-        f"Cannot find the language model of {type(model).__name__} (no `get_decoder()` submodule); pass "
-        "`peft_config` with explicit `target_modules`."
-    )
-
-
 def vision_tower(model: nn.Module) -> nn.Module | None:
     """The vision encoder of a generative VLM (Qwen `visual`, LLaVA `vision_tower`, ...), or `None`."""
     found = [
@@ -108,42 +92,6 @@ def vision_tower(model: nn.Module) -> nn.Module | None:
         if name.rsplit(".", 1)[-1] in VISION_MODULE_NAMES
     ]
     return min(found, key=lambda entry: entry[:2])[2] if found else None
-
-
-def lora_target_regex(model: nn.Module, names: list[str] | None = None) -> str:
-    """A PEFT `target_modules` regex for linear layers of the language model only (never the vision tower or the
-    LM head).
-
-    Args:
-        model (`nn.Module`):
-            The generative VLM.
-        names (`list[str]`, *optional*):
-            Leaf names to adapt (e.g. `["q_proj", "v_proj"]`); defaults to every linear layer of the language model.
-
-    Example:
-
-    ```python
-    >>> lora_target_regex(model)
-    'model\\\\.language_model\\\\..*\\\\.(down_proj|gate_proj|k_proj|o_proj|q_proj|up_proj|v_proj)'
-    ```
-    """
-    prefix = language_model_prefix(model)
-    linear = {
-        name.rsplit(".", 1)[-1]
-        for name, module in model.get_submodule(prefix).named_modules()
-        if isinstance(module, nn.Linear)
-    }
-    if names is None:
-        names = sorted(linear)
-    unknown = sorted(set(names) - linear)
-    if unknown:
-        raise ValueError(
-            f"`lora_target_modules` {unknown} are not linear layers of the language model ({prefix}); choose from "
-            f"{sorted(linear)}."
-        )
-    if not names:
-        raise ValueError(f"The language model ({prefix}) has no linear layers to adapt with LoRA.")
-    return rf"{re.escape(prefix)}\..*\.({'|'.join(re.escape(name) for name in sorted(names))})"
 
 
 def build_lora_config(model: nn.Module, args: RerankerSFTConfig) -> Any:
@@ -166,22 +114,6 @@ def _is_peft_model(model: Any) -> bool:
     except ImportError:
         return False
     return isinstance(model, PeftModel)
-
-
-def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
-    """The state dict of a PEFT model's base model with the adapters merged in, under the base model's own keys, on
-    the CPU. The model itself is left as it was (merged, copied, unmerged).
-    """
-    model.merge_adapter()
-    try:
-        state_dict = {}
-        for key, value in model.get_base_model().state_dict().items():
-            if "lora_" in key:
-                continue
-            state_dict[key.replace(".base_layer.", ".")] = value.detach().to("cpu", copy=True)
-    finally:
-        model.unmerge_adapter()
-    return state_dict
 
 
 def load_reranker_backbone(name_or_path: str, args: RerankerSFTConfig) -> nn.Module:
