@@ -22,8 +22,8 @@ It prints the reward of every step (total and per component), the mean of the fi
 the ratio last/first of the total reward (the baseline being the run's own first steps), and the paired difference
 learning minus control over the last steps, the figure that separates learning from batch-to-batch spread.
 
-    python benchmarks/eg_rl_shapes.py                              # 2 seeds x 30 steps (+ controls)
-    python benchmarks/eg_rl_shapes.py --seeds 0 --steps 10 --json runs/eg_rl.json
+    python benchmarks/eg_rl_shapes.py                  # 3 seeds x 200 steps (+ controls): about 20 min on 2 idle cores
+    python benchmarks/eg_rl_shapes.py --seeds 0 --steps 40 --json runs/eg_rl.json
 
 The Embedder and the warm-started Reasoner are saved under `--out` and reused by later runs in the same folder.
 """
@@ -261,19 +261,19 @@ def summarize(curve: list[dict[str, float]], window: int) -> dict[str, dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/eg_rl_shapes", help="Working folder (world, models).")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=30, help="GRPO steps per run.")
-    parser.add_argument("--window", type=int, default=5, help="Steps averaged at the start and the end.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=200, help="GRPO steps per run.")
+    parser.add_argument("--window", type=int, default=20, help="Steps averaged at the start and the end.")
     parser.add_argument("--embedder-steps", type=int, default=120)
     parser.add_argument("--sft-steps", type=int, default=150)
     parser.add_argument(
-        "--num-prompts", type=int, default=16, help="GRPO on this many prompts drawn from the pairs (seed 0)."
+        "--num-prompts", type=int, default=8, help="GRPO on this many prompts drawn from the pairs (seed 0)."
     )
-    parser.add_argument("--prompts-per-step", type=int, default=8)
-    parser.add_argument("--num-generations", type=int, default=4)
-    parser.add_argument("--max-completion-length", type=int, default=96)
-    parser.add_argument("--top-n", type=int, default=1, help="n of the outcome share (8 targets per batch).")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--prompts-per-step", type=int, default=4)
+    parser.add_argument("--num-generations", type=int, default=8)
+    parser.add_argument("--max-completion-length", type=int, default=128)
+    parser.add_argument("--top-n", type=int, default=1, help="n of the outcome share (4 targets per batch).")
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--no-control", action="store_true", help="Skip the learning-rate-0 control runs.")
     parser.add_argument("--json", default=None, help="Write every figure to this file.")
     opts = parser.parse_args(argv)
@@ -347,6 +347,25 @@ def main(argv: list[str] | None = None) -> int:
                 key: statistics.fmean(rl[i][key] - control[i][key] for i in last)
                 for key in ("reward", *(f"rewards/{c}/mean" for c in COMPONENTS))
             }
+    blocks = {}
+    for seed in opts.seeds:
+        rl, control = runs.get(f"seed{seed}"), runs.get(f"seed{seed}-control")
+        if rl and control:
+            blocks[f"seed{seed}"] = {
+                key: [
+                    statistics.fmean(
+                        a[key] - b[key] for a, b in zip(rl[i : i + opts.window], control[i : i + opts.window])
+                    )
+                    for i in range(0, len(rl), opts.window)
+                ]
+                for key in ("reward", *(f"rewards/{c}/mean" for c in COMPONENTS))
+            }
+    if blocks:
+        print(f"\nlearning minus control per block of {opts.window} steps (same prompts):")
+        for name, values in blocks.items():
+            for key, diffs in values.items():
+                label = key.split("/")[-2] if "/" in key else key
+                print(f"{name:<8}{label:<16}" + " ".join(f"{d:+.3f}" for d in diffs))
     if paired:
         print(f"\nlearning minus control, mean over the last {opts.window} steps (same prompts):")
         for name, values in paired.items():
@@ -365,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
             "summaries": summaries,
             "learning_minus_control": paired,
+            "learning_minus_control_blocks": blocks,
         }
         Path(opts.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
