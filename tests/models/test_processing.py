@@ -101,6 +101,7 @@ def test_bad_resize_settings_are_rejected(tiny_backbones):
         (lambda d: {"text": "<|image_1|> what?"}, r"item 2 .*placeholder .* no image"),
         (lambda d: _bomb_png(d / "bomb.png"), r"item 2 .*bomb\.png.*decompression bomb"),
         (lambda d: {"txt": "typo"}, r"item 2 .*unknown keys \['txt'\]"),
+        (lambda d: {"text": "x", "cot": 3}, r"item 2 .*.cot. must be a string"),
         (lambda d: 42, r"item 2 .*expected a string, a PIL image"),
     ],
 )

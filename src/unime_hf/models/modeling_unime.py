@@ -304,7 +304,7 @@ class UniMEEmbeddingModel(UniMEPreTrainedModel):
 
 def _length_hint(item: Any) -> int:
     if isinstance(item, dict):
-        text = item.get("text") or ""
+        text = (item.get("text") or "") + (item.get("cot") or "")
         return len(text) + (10_000 if item.get("image") else 0)
     if isinstance(item, str) and not item.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")):
         return len(item)

@@ -139,12 +139,17 @@ class UniMEItemsMixin:
         if isinstance(item, dict):
             unknown = set(item) - {"text", "image", "instruction", "cot"}
             if unknown:
-                raise ItemError(f"{where}: unknown keys {sorted(unknown)}; expected 'text', 'image', 'instruction'.")
+                raise ItemError(
+                    f"{where}: unknown keys {sorted(unknown)}; expected 'text', 'image', 'instruction', 'cot'."
+                )
             text, image = item.get("text"), item.get("image")
             instruction = item.get("instruction") or instruction
-            if item.get("cot"):
+            cot = item.get("cot")
+            if cot is not None and not isinstance(cot, str):
+                raise ItemError(f"{where}: 'cot' must be a string, got {type(cot).__name__}.")
+            if cot:
                 # A reasoning trace (Embed-RL T-CoT) is appended after the input it explains.
-                text = f"{text}\n{item['cot']}" if text else str(item["cot"])
+                text = f"{text}\n{cot}" if text else cot
         elif isinstance(item, Image.Image) or looks_like_image_path(item):
             text, image = None, item
         elif isinstance(item, str):
