@@ -77,6 +77,44 @@ def test_label_offset_points_at_gathered_positives():
     torch.testing.assert_close(info_nce_loss(queries, candidates, label_offset=4), expected)
 
 
+def test_duplicate_positives_are_left_out_of_the_negatives():
+    # Queries 0 and 2 share a positive (the same item, key 7): candidate rows 0 and 2 are equal vectors.
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    candidates = torch.tensor([[0.6, 0.8], [1.0, 0.0], [0.6, 0.8]])
+    keys = torch.tensor([7, 3, 7])
+    logits = queries @ candidates.T / 0.5
+    # Row 0 (label 0) drops column 2; row 2 (label 2) drops column 0; row 1 keeps all three.
+    row0 = -logits[0, 0] + torch.logsumexp(logits[0, [0, 1]], 0)
+    row1 = -logits[1, 1] + torch.logsumexp(logits[1], 0)
+    row2 = -logits[2, 2] + torch.logsumexp(logits[2, [1, 2]], 0)
+    per_row = info_nce_loss(queries, candidates, temperature=0.5, reduction="none", candidate_keys=keys)
+    torch.testing.assert_close(per_row, torch.stack([row0, row1, row2]))
+    unmasked = info_nce_loss(queries, candidates, temperature=0.5, reduction="none")
+    assert unmasked[0] > per_row[0] and unmasked[2] > per_row[2]
+    torch.testing.assert_close(unmasked[1], per_row[1])
+
+
+def test_all_equal_duplicates_give_zero_loss_once_masked():
+    # Four copies of one positive: without masking log 4, with it every other column is a copy, so nothing is left.
+    keys = torch.zeros(4, dtype=torch.long)
+    torch.testing.assert_close(info_nce_loss(_unit(4), _unit(4)), torch.tensor(math.log(4)))
+    torch.testing.assert_close(info_nce_loss(_unit(4), _unit(4), candidate_keys=keys), torch.tensor(0.0))
+    # Hard-negative columns are never masked.
+    hard = _unit(2)
+    loss = info_nce_loss(_unit(4), _unit(4), hard_negative_embeddings=hard, candidate_keys=keys)
+    torch.testing.assert_close(loss, torch.tensor(math.log(3)))
+
+
+def test_duplicate_mask_with_label_offset_and_bad_keys():
+    eye = torch.eye(4)
+    keys = torch.tensor([5, 1, 5, 2])  # gathered from 2 ranks of 2; rank 1's query 0 has the positive of key 5
+    candidates = eye[[0, 1, 0, 3]].clone()
+    per_row = info_nce_loss(eye[[0, 3]], candidates, label_offset=2, candidate_keys=keys, reduction="none")
+    assert per_row.max() < 1e-6  # column 0 (a copy at logit 50) is masked for the query whose label is column 2
+    with pytest.raises(ValueError, match="candidate_keys"):
+        info_nce_loss(eye[:2], eye[:2], candidate_keys=torch.tensor([1, 2, 3]))
+
+
 def test_info_nce_bf16_inputs_give_float32_loss_and_finite_gradients():
     generator = torch.Generator().manual_seed(0)
     queries = F.normalize(torch.randn(4, 16, generator=generator), dim=-1).bfloat16().requires_grad_(True)

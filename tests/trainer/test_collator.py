@@ -78,6 +78,10 @@ def test_plain_pairs_have_one_candidate_per_row(processor, synthetic_data):
     assert batch["candidate_index"].shape == (5, 1)
     assert batch["candidate_input_ids"].shape[0] == 4
     assert batch["candidate_index"][4, 0] == batch["candidate_index"][0, 0]
+    # The positive keys mark the shared positive, and are the same from another collator (another process).
+    keys = batch["positive_keys"]
+    assert keys[4] == keys[0] and len(set(keys[:4].tolist())) == 4
+    torch.testing.assert_close(EmbeddingCollator(processor)(rows[::-1])["positive_keys"], keys.flip(0))
 
 
 def test_chunked_output_covers_every_item(processor, synthetic_data):

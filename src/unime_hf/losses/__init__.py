@@ -15,7 +15,12 @@ from collections.abc import Callable
 
 import torch
 
-from unime_hf.losses.contrastive import gather_with_grad, hard_negative_ce_loss, info_nce_loss
+from unime_hf.losses.contrastive import (
+    duplicate_positive_mask,
+    gather_with_grad,
+    hard_negative_ce_loss,
+    info_nce_loss,
+)
 from unime_hf.losses.distill import js_divergence_loss, symmetric_kl_loss
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
@@ -54,6 +59,7 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
 
 __all__ = [
     "LOSSES",
+    "duplicate_positive_mask",
     "gather_with_grad",
     "get_loss",
     "hard_negative_ce_loss",

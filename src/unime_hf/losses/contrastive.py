@@ -28,6 +28,7 @@ def info_nce_loss(
     hard_negative_embeddings: torch.Tensor | None = None,
     reduction: str = "mean",
     label_offset: int = 0,
+    candidate_keys: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""InfoNCE with in-batch negatives (the VLM2Vec baseline), optionally with extra hard negatives.
 
@@ -42,6 +43,11 @@ def info_nce_loss(
       `q_i . n_{i,m}`, so each query sees only its own hard negatives. Logits are `(batch_size, num_candidates + h)`.
     - `(m, dim)`: a shared pool (for instance the hard negatives of the whole batch, possibly gathered from every
       process); every query gets all `m` as extra columns. Logits are `(batch_size, num_candidates + m)`.
+
+    In-batch false negatives: when two queries share a positive (the same corpus item, e.g. the VQA answer "yellow"),
+    each one's copy of the other's positive is that same item, so counting it as a negative is wrong and caps the loss
+    at `log 2`. Pass `candidate_keys` (one id per candidate row, equal ids = the same item) and every candidate with
+    the same key as a query's positive, other than the positive itself, is left out of that query's softmax.
 
     Cross-process negatives: gather the candidates (and a 2-D hard-negative pool) with [`gather_with_grad`], keep the
     queries local, and pass `label_offset = rank * local_batch_size`, so that local query `i` points at its own
@@ -61,6 +67,9 @@ def info_nce_loss(
             `"mean"`, `"sum"` or `"none"` (per-query losses of shape `(batch_size,)`).
         label_offset (`int`, *optional*, defaults to `0`):
             Index of query 0's positive among the candidates.
+        candidate_keys (`torch.Tensor` of shape `(num_candidates,)`, *optional*):
+            Integer item ids of the candidate rows (gathered like the candidates); duplicates of a query's positive
+            are masked out of its negatives. Hard-negative columns are never masked.
 
     Returns:
         `torch.Tensor`: float32 loss, a scalar unless `reduction="none"`.
@@ -104,6 +113,9 @@ def info_nce_loss(
 
     queries = query_embeddings.float()
     logits = queries @ candidate_embeddings.float().T
+    labels = torch.arange(batch_size, device=logits.device) + label_offset
+    if candidate_keys is not None:
+        logits = logits.masked_fill(duplicate_positive_mask(candidate_keys, labels, num_candidates), float("-inf"))
     if hard_negative_embeddings is not None:
         negatives = hard_negative_embeddings
         if negatives.dim() == 3:
@@ -129,8 +141,21 @@ def info_nce_loss(
             )
         logits = torch.cat([logits, hard_logits], dim=1)
 
-    labels = torch.arange(batch_size, device=logits.device) + label_offset
     return F.cross_entropy(logits / temperature, labels, reduction=reduction)
+
+
+def duplicate_positive_mask(candidate_keys: torch.Tensor, labels: torch.Tensor, num_candidates: int) -> torch.Tensor:
+    """`(batch_size, num_candidates)` bool mask: True where a candidate is the same item as the query's positive
+    (equal key) but not the positive's own column, i.e. an in-batch false negative."""
+    if candidate_keys.dim() != 1 or candidate_keys.shape[0] != num_candidates:
+        raise ValueError(
+            f"`candidate_keys` must have shape (num_candidates,) = ({num_candidates},), got "
+            f"{tuple(candidate_keys.shape)}."
+        )
+    keys = candidate_keys.to(labels.device)
+    same = keys[labels].unsqueeze(1) == keys.unsqueeze(0)
+    same[torch.arange(labels.shape[0], device=labels.device), labels] = False
+    return same
 
 
 def hard_negative_ce_loss(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,12 @@ from typing import Any
 import torch
 
 _ITEM_IN_MESSAGE = re.compile(r"^item (\d+)")
+
+
+def stable_key(key: Any) -> int:
+    """A 63-bit integer id of a candidate key (a corpus id or a content tuple), the same in every process and run."""
+    digest = hashlib.blake2b(repr(key).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 @dataclass
@@ -34,6 +41,9 @@ class EmbeddingCollator:
       or a negative repeated by cyclic filling, is encoded once;
     - `candidate_index` (`torch.LongTensor` of shape `(B, 1 + k)`): row of each of a query's candidates in the
       candidate batch, the positive in column 0;
+    - `positive_keys` (`torch.LongTensor` of shape `(B,)`): a stable 63-bit id of each row's positive (from `pos_id`,
+      else its content), equal for rows that share a positive across processes too, so the loss can leave in-batch
+      duplicates of a query's positive out of its negatives;
     - `judge_scores` (`torch.FloatTensor` of shape `(B, 1 + k)`, mined rows only): `[pos_score] +
       hard_negative_scores[:k]`, aligned with `candidate_index`.
 
@@ -110,6 +120,7 @@ class EmbeddingCollator:
         owners: list[str] = []
         position: dict[Any, int] = {}
         index = torch.empty(len(rows), 1 + k, dtype=torch.long)
+        positive_keys = torch.empty(len(rows), dtype=torch.long)
 
         def add(key: Any, item: dict[str, str], owner: str) -> int:
             if key not in position:
@@ -122,6 +133,7 @@ class EmbeddingCollator:
             item = self._item(row, "pos_text", "pos_image")
             key = row.get("pos_id") or ("content", item["text"], item["image"])
             index[b, 0] = add(key, item, f"positive of row {b} (pos_id={row.get('pos_id')!r})")
+            positive_keys[b] = stable_key(key)
 
         batch: dict[str, Any] = {}
         if mined_batch:
@@ -139,6 +151,7 @@ class EmbeddingCollator:
         batch.update(self._encode_side("query", queries, query_owners, self.query_instruction))
         batch.update(self._encode_side("candidate", candidates, owners, self.candidate_instruction))
         batch["candidate_index"] = index
+        batch["positive_keys"] = positive_keys
         return batch
 
     # ------------------------------------------------------------------------------------------------ helpers

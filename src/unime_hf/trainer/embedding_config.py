@@ -35,6 +35,9 @@ class EmbeddingDistillConfig(TrainingArguments):
             Softmax temperature of the loss (for both the model's and the judge's distributions).
         num_hard_negatives (`int`, *optional*, defaults to `8`):
             Hard negatives per query, taken in order from the mined ones.
+        mask_duplicate_positives (`bool`, *optional*, defaults to `True`):
+            InfoNCE: leave in-batch copies of a query's own positive (rows sharing the same corpus item, e.g. two VQA
+            queries answered "yellow") out of its negatives. `False` counts them as negatives, as VLM2Vec does.
         grad_cache_chunk_size (`int`, *optional*):
             Items per forward pass with GradCache (embed without graph, loss on cached embeddings, backward chunk by
             chunk); `None` turns GradCache off. Gradients are those of the whole batch either way.
@@ -89,6 +92,10 @@ class EmbeddingDistillConfig(TrainingArguments):
     )
     num_hard_negatives: int = field(
         default=8, metadata={"help": "Hard negatives per query, taken in order from the mined ones."}
+    )
+    mask_duplicate_positives: bool = field(
+        default=True,
+        metadata={"help": "InfoNCE: do not count in-batch copies of a query's own positive as its negatives."},
     )
     grad_cache_chunk_size: int | None = field(
         default=None,

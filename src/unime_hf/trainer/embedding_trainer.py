@@ -20,7 +20,13 @@ from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainerCall
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import EvalPrediction
 
-from unime_hf.losses import gather_with_grad, get_loss, hard_negative_ce_loss, info_nce_loss
+from unime_hf.losses import (
+    duplicate_positive_mask,
+    gather_with_grad,
+    get_loss,
+    hard_negative_ce_loss,
+    info_nce_loss,
+)
 from unime_hf.models.modeling_unime import UniMEEmbeddingModel
 from unime_hf.models.processing_unime import as_unime_processor, load_processor, save_processor
 from unime_hf.trainer.collator import EmbeddingCollator
@@ -293,12 +299,17 @@ class EmbeddingDistillTrainer(Trainer):
             hard_negatives = candidate_embeddings[index[:, 1:]] if index.shape[1] > 1 else None
             gathered = gather_with_grad(positives)
             offset = dist.get_rank() * positives.shape[0] if gathered.shape[0] != positives.shape[0] else 0
+            keys = None
+            if self.args.mask_duplicate_positives and "positive_keys" in inputs:
+                keys = inputs["positive_keys"].to(positives.device)
+                keys = self.accelerator.gather(keys) if gathered.shape[0] != positives.shape[0] else keys
             loss = info_nce_loss(
                 query_embeddings,
                 gathered,
                 temperature=self.args.loss_temperature,
                 hard_negative_embeddings=hard_negatives,
                 label_offset=offset,
+                candidate_keys=keys,
             )
             with torch.no_grad():
                 logits = queries @ gathered.float().T
@@ -307,6 +318,8 @@ class EmbeddingDistillTrainer(Trainer):
                 metrics["similarity/positive"] = positive.mean()
                 if logits.shape[1] > 1:
                     metrics["similarity/negative"] = (logits.sum(dim=1) - positive).mean() / (logits.shape[1] - 1)
+                if keys is not None:  # a copy of the positive is not a wrong answer
+                    logits = logits.masked_fill(duplicate_positive_mask(keys, batch + offset, len(keys)), -2.0)
                 metrics["accuracy"] = (logits.argmax(dim=1) == batch + offset).float().mean()
         metrics[f"loss_{self.loss_name}"] = loss
         self._record(metrics)
