@@ -57,3 +57,23 @@ def test_tiny_backbone_is_deterministic(tmp_path, kind):
 def test_unknown_kind_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="Unknown tiny backbone kind 'gpt2'"):
         build_tiny_backbone("gpt2", tmp_path)
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_vision_width_and_normalisation_options(tmp_path, kind):
+    from PIL import Image
+
+    from unime_hf.models.processing_unime import load_processor
+
+    path = build_tiny_backbone(kind, tmp_path, vision_hidden_size=64, image_mean=(1, 1, 1), image_std=(0.5, 0.5, 0.5))
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    vision = model.config.vision_config
+    assert getattr(vision, "embed_dim", None) == 64 or vision.hidden_size == 64
+    processor = load_processor(path)
+    assert list(processor.image_processor.image_mean) == [1.0, 1.0, 1.0]
+    # A white image is all zeros after this normalisation; a red one is not.
+    white = processor.image_processor(Image.new("RGB", (56, 56), "white"), return_tensors="pt")["pixel_values"]
+    red = processor.image_processor(Image.new("RGB", (56, 56), "red"), return_tensors="pt")["pixel_values"]
+    assert white.abs().max() < 1e-6 < red.abs().max()
+    with pytest.raises(ValueError, match="vision_hidden_size"):
+        build_tiny_backbone(kind, tmp_path / "bad", vision_hidden_size=40)

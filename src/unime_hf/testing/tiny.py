@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -126,7 +127,7 @@ def _text_kwargs(tokenizer: PreTrainedTokenizerFast, hidden_size: int, layers: i
     }
 
 
-def _qwen_config(kind: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int):
+def _qwen_config(kind: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int, vision_hidden_size: int = 32):
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _QWEN_SPECIAL}
     heads = 4
     half_head_dim = hidden_size // heads // 2
@@ -136,8 +137,8 @@ def _qwen_config(kind: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}
     vision = {
         "depth": 2,
-        "hidden_size": 32 if kind == "qwen2_5_vl" else hidden_size,
-        "num_heads": 2,
+        "hidden_size": vision_hidden_size if kind == "qwen2_5_vl" else hidden_size,
+        "num_heads": max(2, vision_hidden_size // 16),
         "patch_size": 14,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
@@ -151,10 +152,10 @@ def _qwen_config(kind: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int
         "tie_word_embeddings": True,
     }
     if kind == "qwen2_vl":
-        vision.update(embed_dim=32, mlp_ratio=2)
+        vision.update(embed_dim=vision_hidden_size, mlp_ratio=2)
         return Qwen2VLConfig(text_config=text, vision_config=vision, **common)
     vision.update(
-        intermediate_size=64,
+        intermediate_size=2 * vision_hidden_size,
         out_hidden_size=hidden_size,
         window_size=56,
         fullatt_block_indexes=[1],
@@ -167,15 +168,15 @@ def _pinpoints(image_size: int) -> list[list[int]]:
     return [[image_size, image_size], [image_size, 2 * image_size], [2 * image_size, image_size]]
 
 
-def _llava_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int, image_size: int):
+def _llava_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int, image_size: int, vision_hidden_size: int = 32):
     text = _text_kwargs(tokenizer, hidden_size, layers=2, heads=4)
     text["model_type"] = "qwen2"
     vision = {
         "model_type": "siglip_vision_model",
-        "hidden_size": 32,
-        "intermediate_size": 64,
+        "hidden_size": vision_hidden_size,
+        "intermediate_size": 2 * vision_hidden_size,
         "num_hidden_layers": 2,
-        "num_attention_heads": 2,
+        "num_attention_heads": max(2, vision_hidden_size // 16),
         "image_size": image_size,
         "patch_size": 14,
         "vision_use_head": False,
@@ -193,12 +194,31 @@ def _llava_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int, image_si
     )
 
 
-def build_tiny_processor(kind: str, tokenizer: PreTrainedTokenizerFast, image_size: int = 28):
-    """The image-only processor of a tiny backbone: PIL image processor + tokenizer + chat template."""
+def build_tiny_processor(
+    kind: str,
+    tokenizer: PreTrainedTokenizerFast,
+    image_size: int = 28,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+):
+    """The image-only processor of a tiny backbone: PIL image processor + tokenizer + chat template.
+
+    `image_mean` / `image_std` replace the backbone's usual normalisation (CLIP's), e.g. `(1, 1, 1)` / `(0.5, 0.5,
+    0.5)` maps a white background to zero input."""
+    normalisation = {}
+    if image_mean is not None:
+        normalisation["image_mean"] = list(image_mean)
+    if image_std is not None:
+        normalisation["image_std"] = list(image_std)
     if kind in ("qwen2_vl", "qwen2_5_vl"):
         # min/max pixels keep every image at a handful of patches; patches of 14 merged 2x2 into one token.
         image_processor = Qwen2VLImageProcessorPil(
-            min_pixels=4 * 14 * 14, max_pixels=16 * 14 * 14, patch_size=14, merge_size=2, temporal_patch_size=2
+            min_pixels=4 * 14 * 14,
+            max_pixels=16 * 14 * 14,
+            patch_size=14,
+            merge_size=2,
+            temporal_patch_size=2,
+            **normalisation,
         )
         template = _CHAT_TEMPLATE.replace("IMAGE", "'<|vision_start|><|image_pad|><|vision_end|>'")
         return PROCESSOR_CLASSES[kind](image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
@@ -208,6 +228,7 @@ def build_tiny_processor(kind: str, tokenizer: PreTrainedTokenizerFast, image_si
             crop_size={"height": image_size, "width": image_size},
             image_grid_pinpoints=_pinpoints(image_size),
             do_pad=True,
+            **normalisation,
         )
         template = _CHAT_TEMPLATE.replace("IMAGE", "'<image>'")
         return PROCESSOR_CLASSES[kind](
@@ -227,6 +248,9 @@ def build_tiny_backbone(
     seed: int = 0,
     hidden_size: int = 64,
     vocab_size: int = 512,
+    vision_hidden_size: int = 32,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
 ) -> Path:
     """Write a random tiny generative VLM of the given architecture with its tokenizer and processor to `path`.
 
@@ -241,6 +265,11 @@ def build_tiny_backbone(
             Hidden size of the language model (a multiple of 8).
         vocab_size (`int`, *optional*, defaults to 512):
             Target size of the byte-level BPE vocabulary (at least 256 + special tokens).
+        vision_hidden_size (`int`, *optional*, defaults to 32):
+            Width of the vision encoder (a multiple of 16); one attention head per 16 dimensions, at least 2.
+        image_mean, image_std (`Sequence[float]`, *optional*):
+            Image normalisation instead of the backbone's usual one; the demo uses `(1, 1, 1)` and `(0.5, 0.5, 0.5)`
+            so that the shapes world's white background is zero input and only the shapes carry signal.
 
     Returns:
         `Path`: the folder, loadable with `AutoModelForImageTextToText.from_pretrained` and
@@ -250,20 +279,22 @@ def build_tiny_backbone(
         raise ValueError(f"Unknown tiny backbone kind {kind!r}; expected one of {TINY_KINDS}.")
     if hidden_size % 8:
         raise ValueError(f"`hidden_size` must be a multiple of 8, got {hidden_size}.")
+    if vision_hidden_size % 16 or vision_hidden_size < 32:
+        raise ValueError(f"`vision_hidden_size` must be a multiple of 16 and >= 32, got {vision_hidden_size}.")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     special = _LLAVA_SPECIAL if kind == "llava_onevision" else _QWEN_SPECIAL
     tokenizer = _train_tokenizer(special, vocab_size)
     image_size = 28
     if kind == "llava_onevision":
-        config = _llava_config(tokenizer, hidden_size, image_size)
+        config = _llava_config(tokenizer, hidden_size, image_size, vision_hidden_size)
     else:
-        config = _qwen_config(kind, tokenizer, hidden_size)
+        config = _qwen_config(kind, tokenizer, hidden_size, vision_hidden_size)
 
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(path)
-    save_processor(build_tiny_processor(kind, tokenizer, image_size), path)
+    save_processor(build_tiny_processor(kind, tokenizer, image_size, image_mean, image_std), path)
     return path
