@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_KINDS = ("qwen2_vl", "qwen2_5_vl", "llava_onevision")
+
+class _TinyBackbones(Mapping):
+    """kind -> folder, each backbone built on first use, so a test session pays only for the kinds it touches."""
+
+    def __init__(self, root: Path):
+        self._root = root
+        self._built: dict[str, str] = {}
+
+    def __getitem__(self, kind: str) -> str:
+        from unime_hf.testing.tiny import TINY_KINDS, build_tiny_backbone
+
+        if kind not in TINY_KINDS:
+            raise KeyError(kind)
+        if kind not in self._built:
+            self._built[kind] = str(build_tiny_backbone(kind, self._root / kind, seed=0))
+        return self._built[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        from unime_hf.testing.tiny import TINY_KINDS
+
+        return iter(TINY_KINDS)
+
+    def __len__(self) -> int:
+        from unime_hf.testing.tiny import TINY_KINDS
+
+        return len(TINY_KINDS)
 
 
 @pytest.fixture(scope="session")
-def tiny_backbones(tmp_path_factory) -> dict[str, str]:
-    """kind -> folder of a tiny random generative backbone with its processor."""
-    from unime_hf.testing.tiny import build_tiny_backbone
-
-    root = tmp_path_factory.mktemp("tiny-backbones")
-    return {kind: str(build_tiny_backbone(kind, root / kind, seed=0)) for kind in TINY_KINDS}
+def tiny_backbones(tmp_path_factory) -> Mapping[str, str]:
+    """kind -> folder of a tiny random generative backbone with its processor (every kind in `TINY_KINDS`)."""
+    return _TinyBackbones(tmp_path_factory.mktemp("tiny-backbones"))
 
 
 @pytest.fixture(scope="session")

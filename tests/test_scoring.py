@@ -7,8 +7,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from unime_hf.scoring import JUDGE_PROMPT, PairError, YesNoScorer, build_pair_content
+from unime_hf.testing.tiny import TINY_KINDS as KINDS
 
-KINDS = ("qwen2_vl", "qwen2_5_vl", "llava_onevision")
 PAPER_HEAD = (
     "I will provide you with a query and a candidate. Please evaluate whether the candidate meets the requirements of "
     "the query. If it does, respond with 'Yes'; if it doesn't, respond with 'No'. Query:"

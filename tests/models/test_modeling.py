@@ -14,8 +14,10 @@ def _items(image_path: str) -> list:
     image = Image.open(image_path)
     return [
         "a red square",
-        {"text": "<|image_1|>\nRepresent the given image with the following question: What colour is the square?",
-         "image": image_path},
+        {
+            "text": "<|image_1|>\nRepresent the given image with the following question: What colour is the square?",
+            "image": image_path,
+        },
         image,
         "a much longer caption about a small blue circle at the top left next to a large green triangle",
         {"text": "Find the matching image.", "image": image},
@@ -52,6 +54,25 @@ def test_encode_normalised_and_order_preserving(models, red_image_path, kind):
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
     # Different inputs give different vectors (the model is not constant).
     assert (batched[0] - batched[3]).abs().max() > 1e-3
+
+
+def test_qwen3_vl_image_embeddings_use_deepstack(models, red_image_path):
+    """Qwen3-VL adds merged features of early vision layers to the first text layers (DeepStack): they must reach
+    the embedding of an image item and leave a text item's alone."""
+    model = models["qwen3_vl"]
+    items = ["a red square", {"text": "a red square", "image": red_image_path}]
+    before = model.encode(items)
+    merger = model.backbone.visual.deepstack_merger_list[0].linear_fc2
+    saved = {name: tensor.clone() for name, tensor in merger.state_dict().items()}
+    try:
+        with torch.no_grad():
+            merger.weight.zero_()
+            merger.bias.zero_()
+        after = model.encode(items)
+    finally:
+        merger.load_state_dict(saved)
+    torch.testing.assert_close(after[0], before[0], atol=1e-6, rtol=0)
+    assert (after[1] - before[1]).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("kind", TINY_KINDS)
@@ -115,8 +136,15 @@ def test_save_and_reload_in_package(models, tmp_path, red_image_path, kind):
     items = _items(red_image_path)
     expected = model.encode(items)
     model.save_pretrained(tmp_path)
-    for name in ("config.json", "model.safetensors", "modeling_unime.py", "configuration_unime.py",
-                 "processing_unime.py", "processor_config.json", "modules.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "modeling_unime.py",
+        "configuration_unime.py",
+        "processing_unime.py",
+        "processor_config.json",
+        "modules.json",
+    ):
         assert (tmp_path / name).exists(), name
     reloaded = UniMEEmbeddingModel.from_pretrained(tmp_path)
     # No processor given: encode loads the one saved with the model.

@@ -34,9 +34,7 @@ def _bomb_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
 @pytest.mark.parametrize("kind", TINY_KINDS)
 def test_mmeb_placeholder_becomes_the_backbone_image_prompt(processors, red_image_path, kind):
     processor = processors[kind]
-    text, image = processor.format_item(
-        {"text": "<|image_1|>\nRepresent the given image.", "image": red_image_path}
-    )
+    text, image = processor.format_item({"text": "<|image_1|>\nRepresent the given image.", "image": red_image_path})
     assert text == f"{processor.image_prompt}\nRepresent the given image."
     assert image.mode == "RGB" and image.size == (56, 42)
     # Without a placeholder the image goes first; an instruction goes before everything.
@@ -146,6 +144,43 @@ def test_load_processor_builds_an_image_only_processor_for_a_stock_checkpoint(ti
     processor = load_processor(stock)
     assert type(processor).__name__ == "UniMEQwen2VLProcessor"
     assert processor.prepare_items(["hello"])["input_ids"].shape[0] == 1
+
+
+def test_load_processor_for_a_hub_layout_qwen3_vl_checkpoint(tiny_backbones, tmp_path):
+    # The files of Qwen/Qwen3-VL-*-Instruct: preprocessor_config.json (a torchvision "Fast" image processor),
+    # video_preprocessor_config.json (Qwen3VLVideoProcessor, needs torchvision), no processor_config.json.
+    import json
+
+    stock = tmp_path / "stock"
+    shutil.copytree(tiny_backbones["qwen3_vl"], stock)
+    (stock / "processing_unime.py").unlink()
+    image_config = json.loads((stock / "processor_config.json").read_text())["image_processor"]
+    image_config.pop("auto_map")
+    image_config.update(image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor")
+    (stock / "preprocessor_config.json").write_text(json.dumps(image_config))
+    video_config = {
+        "video_processor_type": "Qwen3VLVideoProcessor",
+        "processor_class": "Qwen3VLProcessor",
+        "patch_size": 16,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+    }
+    (stock / "video_preprocessor_config.json").write_text(json.dumps(video_config))
+    (stock / "processor_config.json").unlink()
+    tokenizer_config = json.loads((stock / "tokenizer_config.json").read_text())
+    tokenizer_config.pop("auto_map")
+    tokenizer_config["processor_class"] = "Qwen3VLProcessor"
+    (stock / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+
+    processor = load_processor(stock)
+    assert type(processor).__name__ == "UniMEQwen3VLProcessor"
+    assert processor.image_processor.patch_size == 16 and processor.chat_template
+    expected = AutoProcessor.from_pretrained(tiny_backbones["qwen3_vl"], trust_remote_code=True)
+    items = ["hello", Image.new("RGB", (40, 30), "red")]
+    for key, value in expected.prepare_items(items).items():
+        assert (processor.prepare_items(items)[key] == value).all(), key
+    model = UniMEEmbeddingModel.from_backbone(stock)
+    assert model.encode(items).shape == (2, model.config.hidden_size)
 
 
 def test_llava_onevision_wide_images_match_the_model(tiny_backbones, tmp_path):

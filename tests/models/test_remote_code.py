@@ -55,8 +55,10 @@ def checkpoints(tiny_backbones, tmp_path_factory, red_image_path):
         items = [
             "a red square on white",
             red_image_path,
-            {"text": "<|image_1|>\nRepresent the given image with the following question: what colour?",
-             "image": red_image_path},
+            {
+                "text": "<|image_1|>\nRepresent the given image with the following question: what colour?",
+                "image": red_image_path,
+            },
         ]
         result[kind] = (folder, model.encode(items))
     return result
@@ -78,7 +80,10 @@ def test_checkpoint_loads_without_unime_hf(checkpoints, red_image_path, tmp_path
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     completed = subprocess.run(
         [sys.executable, "-c", _LOAD_WITHOUT_UNIME, str(folder), red_image_path, str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     actual = torch.load(out)

@@ -11,6 +11,7 @@ from unime_hf.testing.tiny import TINY_KINDS, build_tiny_backbone
 EXPECTED_MODEL_CLASS = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
     "llava_onevision": "LlavaOnevisionForConditionalGeneration",
 }
 
@@ -77,3 +78,21 @@ def test_vision_width_and_normalisation_options(tmp_path, kind):
     assert white.abs().max() < 1e-6 < red.abs().max()
     with pytest.raises(ValueError, match="vision_hidden_size"):
         build_tiny_backbone(kind, tmp_path / "bad", vision_hidden_size=40)
+
+
+def test_tiny_qwen3_vl_has_the_qwen3_vl_parts(tiny_backbones):
+    """16-pixel patches, DeepStack, interleaved M-RoPE with an explicit head_dim, 0.5/0.5 image normalisation."""
+    from unime_hf.models.processing_unime import load_processor
+
+    path = tiny_backbones["qwen3_vl"]
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    vision, text = model.config.vision_config, model.config.text_config
+    assert (vision.patch_size, vision.out_hidden_size) == (16, text.hidden_size)
+    assert list(vision.deepstack_visual_indexes) == [0] and len(model.model.visual.deepstack_merger_list) == 1
+    assert int(vision.num_position_embeddings**0.5) ** 2 == vision.num_position_embeddings
+    assert text.head_dim * text.num_attention_heads == text.hidden_size
+    assert sum(text.rope_parameters["mrope_section"]) == text.head_dim // 2
+    assert text.rope_parameters["mrope_interleaved"] is True
+    processor = load_processor(path)
+    assert processor.image_processor.patch_size == 16
+    assert list(processor.image_processor.image_mean) == list(processor.image_processor.image_std) == [0.5] * 3

@@ -114,7 +114,7 @@ class UniMEEmbeddingModel(UniMEPreTrainedModel):
 
     @classmethod
     def from_backbone(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> UniMEEmbeddingModel:
-        """Wrap a generative VLM checkpoint (Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision, ...) keeping its weights.
+        """Wrap a generative VLM checkpoint (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision) keeping its weights.
 
         Args:
             name_or_path (`str` or `os.PathLike`):

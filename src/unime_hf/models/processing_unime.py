@@ -4,9 +4,9 @@
 This file is copied next to every saved checkpoint (and tiny backbone) as remote code: it imports only `transformers`,
 `PIL` and the standard library, never `unime_hf`.
 
-The stock Qwen2-VL / Qwen2.5-VL / LLaVA-OneVision processors also build a video processor, which needs torchvision.
-The classes here are image-only subclasses of the stock ones: same image-token expansion, same saved files, no
-torchvision. `AutoProcessor.from_pretrained(path, trust_remote_code=True)` returns them through `auto_map`.
+The stock Qwen2-VL / Qwen2.5-VL / Qwen3-VL / LLaVA-OneVision processors also build a video processor, which needs
+torchvision. The classes here are image-only subclasses of the stock ones: same image-token expansion, same saved
+files, no torchvision. `AutoProcessor.from_pretrained(path, trust_remote_code=True)` returns them through `auto_map`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from transformers import LlavaOnevisionProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor
+from transformers import LlavaOnevisionProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor, Qwen3VLProcessor
 from transformers.feature_extraction_utils import BatchFeature
 
 # MMEB marks the image inside the text with `<|image_1|>`; each backbone has its own image prompt.
@@ -236,7 +236,7 @@ class UniMEItemsMixin:
 
 
 class _ImageOnlyQwenProcessor(UniMEItemsMixin):
-    """Shared `__init__` of the Qwen2-VL and Qwen2.5-VL image-only processors (no `video_processor` argument)."""
+    """Shared `__init__` of the Qwen2-VL, Qwen2.5-VL and Qwen3-VL image-only processors (no `video_processor`)."""
 
     image_prompt = "<|vision_start|><|image_pad|><|vision_end|>"
 
@@ -261,6 +261,14 @@ class UniMEQwen2VLProcessor(_ImageOnlyQwenProcessor, Qwen2VLProcessor):
 
 class UniMEQwen2_5_VLProcessor(_ImageOnlyQwenProcessor, Qwen2_5_VLProcessor):
     """Image-only Qwen2.5-VL processor (no video processor, so no torchvision) with UniME item handling."""
+
+
+class UniMEQwen3VLProcessor(_ImageOnlyQwenProcessor, Qwen3VLProcessor):
+    """Image-only Qwen3-VL processor (no video processor, so no torchvision) with UniME item handling.
+
+    Images expand as in Qwen2-VL (one `<|image_pad|>` per 2x2 merged patch, 16-pixel patches); Qwen3-VL's
+    differences are in videos (frame timestamps) and in the model (DeepStack), neither of which this class touches.
+    """
 
 
 class UniMELlavaOnevisionProcessor(UniMEItemsMixin, LlavaOnevisionProcessor):
@@ -298,6 +306,7 @@ class UniMELlavaOnevisionProcessor(UniMEItemsMixin, LlavaOnevisionProcessor):
 PROCESSOR_CLASSES: dict[str, type] = {
     "qwen2_vl": UniMEQwen2VLProcessor,
     "qwen2_5_vl": UniMEQwen2_5_VLProcessor,
+    "qwen3_vl": UniMEQwen3VLProcessor,
     "llava_onevision": UniMELlavaOnevisionProcessor,
 }
 # With an auto class, `save_pretrained` (ours, the Trainer's, TRL's) copies this file next to the processor and writes

@@ -1,8 +1,8 @@
 """Tiny random backbones built offline: tokenizer, image-only processor and generative model in one folder.
 
 Tests and the demo use nothing else. Each folder is well under 2 MB, built in a few seconds and byte-identical for
-the same seed. The architecture is the real one (Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision) at toy sizes, so every code
-path is the one a real checkpoint takes.
+the same seed. The architecture is the real one (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision) at toy sizes, so
+every code path is the one a real checkpoint takes.
 
 Example:
 
@@ -30,11 +30,12 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2VLConfig,
     Qwen2VLImageProcessorPil,
+    Qwen3VLConfig,
 )
 
 from unime_hf.models.processing_unime import PROCESSOR_CLASSES, save_processor
 
-TINY_KINDS = ("qwen2_vl", "qwen2_5_vl", "llava_onevision")
+TINY_KINDS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision")
 
 # Qwen2-style chat markup. `{% generation %}` marks assistant text so that trainers can put the loss on answers only.
 _CHAT_TEMPLATE = (
@@ -65,6 +66,7 @@ _QWEN_SPECIAL = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
+_QWEN3_PATCH = 16  # Qwen3-VL's patch size (Qwen2-VL and Qwen2.5-VL use 14)
 _LLAVA_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
 # Text the byte-level BPE is trained on: enough that prompts of the shapes world, the judge and the reranker
@@ -154,6 +156,21 @@ def _qwen_config(kind: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int
     if kind == "qwen2_vl":
         vision.update(embed_dim=vision_hidden_size, mlp_ratio=2)
         return Qwen2VLConfig(text_config=text, vision_config=vision, **common)
+    if kind == "qwen3_vl":
+        # Qwen3-VL: an explicit head_dim, interleaved M-RoPE, 16-pixel patches, a learned position grid that is
+        # resampled to each image's grid (num_position_embeddings must be a square), and DeepStack: the merged
+        # features of the vision layers in `deepstack_visual_indexes` are added to the first text layers' states.
+        text.update(head_dim=hidden_size // heads)
+        text["rope_parameters"].update(mrope_interleaved=True)
+        vision.update(
+            hidden_size=vision_hidden_size,
+            intermediate_size=2 * vision_hidden_size,
+            out_hidden_size=hidden_size,
+            patch_size=_QWEN3_PATCH,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[0],
+        )
+        return Qwen3VLConfig(text_config=text, vision_config=vision, **common)
     vision.update(
         intermediate_size=2 * vision_hidden_size,
         out_hidden_size=hidden_size,
@@ -203,19 +220,23 @@ def build_tiny_processor(
 ):
     """The image-only processor of a tiny backbone: PIL image processor + tokenizer + chat template.
 
-    `image_mean` / `image_std` replace the backbone's usual normalisation (CLIP's), e.g. `(1, 1, 1)` / `(0.5, 0.5,
-    0.5)` maps a white background to zero input."""
+    `image_mean` / `image_std` replace the backbone's usual normalisation (CLIP's; Qwen3-VL's is 0.5 / 0.5), e.g.
+    `(1, 1, 1)` / `(0.5, 0.5, 0.5)` maps a white background to zero input."""
     normalisation = {}
     if image_mean is not None:
         normalisation["image_mean"] = list(image_mean)
     if image_std is not None:
         normalisation["image_std"] = list(image_std)
-    if kind in ("qwen2_vl", "qwen2_5_vl"):
-        # min/max pixels keep every image at a handful of patches; patches of 14 merged 2x2 into one token.
+    if kind in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
+        # min/max pixels keep every image at a handful of patches; patches merged 2x2 into one token.
+        patch = _QWEN3_PATCH if kind == "qwen3_vl" else 14
+        if kind == "qwen3_vl":
+            # Qwen3-VL's own normalisation (its checkpoints use 0.5 / 0.5, not CLIP's statistics).
+            normalisation = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, **normalisation}
         image_processor = Qwen2VLImageProcessorPil(
-            min_pixels=4 * 14 * 14,
-            max_pixels=16 * 14 * 14,
-            patch_size=14,
+            min_pixels=4 * patch * patch,
+            max_pixels=16 * patch * patch,
+            patch_size=patch,
             merge_size=2,
             temporal_patch_size=2,
             **normalisation,
@@ -256,7 +277,7 @@ def build_tiny_backbone(
 
     Args:
         kind (`str`):
-            One of `"qwen2_vl"`, `"qwen2_5_vl"`, `"llava_onevision"`.
+            One of `"qwen2_vl"`, `"qwen2_5_vl"`, `"qwen3_vl"`, `"llava_onevision"`.
         path (`str` or `Path`):
             Output folder (created; existing files are overwritten).
         seed (`int`, *optional*, defaults to 0):
