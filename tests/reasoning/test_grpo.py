@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from unime_hf.models.processing_unime import PROCESSOR_CLASSES
 from unime_hf.reasoning.tcot import SHORT_TCOT_PROMPT
 
 
@@ -67,7 +68,8 @@ def _args(output_dir, **overrides):
     return EmbedRLConfig(str(output_dir), **values)
 
 
-def test_two_grpo_steps_train_the_reasoner_not_the_embedder(tiny_backbones, shapes_pairs, tmp_path):
+@pytest.mark.parametrize("kind", ["qwen2_vl", "qwen3_vl"])  # Qwen3-VL: the paper's Reasoner architecture
+def test_two_grpo_steps_train_the_reasoner_not_the_embedder(tiny_backbones, shapes_pairs, tmp_path, kind):
     from transformers import AutoModelForImageTextToText
 
     from unime_hf.models.modeling_unime import UniMEEmbeddingModel
@@ -76,7 +78,7 @@ def test_two_grpo_steps_train_the_reasoner_not_the_embedder(tiny_backbones, shap
 
     _, pairs = shapes_pairs
     prompts = build_reasoner_dataset(pairs, template=SHORT_TCOT_PROMPT)
-    path = tiny_backbones["qwen2_vl"]
+    path = tiny_backbones[kind]
     reasoner = AutoModelForImageTextToText.from_pretrained(path)
     embedder = UniMEEmbeddingModel.from_backbone(path)
     reasoner_before = {n: p.detach().clone() for n, p in reasoner.named_parameters()}
@@ -228,13 +230,15 @@ def test_plain_grpo_config_gets_embed_rl_defaults(tiny_backbones, shapes_pairs, 
     assert trainer.args.reward_weights == [0.05, 0.8] and trainer.rewards.outcome_scale == 0.5
 
 
-def test_image_token_types_line_up_with_left_padded_prompts(tiny_backbones, shapes_pairs, tmp_path):
+@pytest.mark.parametrize("kind", ["qwen2_vl", "qwen3_vl"])
+def test_image_token_types_line_up_with_left_padded_prompts(tiny_backbones, shapes_pairs, tmp_path, kind):
     from unime_hf.reasoning.grpo import EmbedRLTrainer, build_reasoner_dataset
 
     _, pairs = shapes_pairs
     prompts = build_reasoner_dataset(pairs, template=SHORT_TCOT_PROMPT)
-    path = tiny_backbones["qwen2_vl"]
+    path = tiny_backbones[kind]
     trainer = EmbedRLTrainer(path, path, args=_args(tmp_path), train_dataset=prompts)
+    assert type(trainer.processing_class).__name__ == PROCESSOR_CLASSES[kind].__name__  # image-only, no torchvision
     tokenizer = trainer.processing_class.tokenizer
     assert tokenizer.padding_side == "left"
     rows = [prompts[i] for i in range(len(prompts)) for _ in range(2)]
