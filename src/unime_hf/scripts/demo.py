@@ -55,7 +55,8 @@ COLUMNS = (
 FULL = {
     "preset": "small",
     "seeds": [0, 1, 2],
-    "hidden_size": 64,
+    "hidden_size": 128,
+    "vision_hidden_size": 64,
     "steps": 80,
     "batch_size": 16,
     "learning_rate": 1e-3,
@@ -72,6 +73,7 @@ QUICK = {
     "preset": "tiny",
     "seeds": [0],
     "hidden_size": 32,
+    "vision_hidden_size": 32,
     "steps": 4,
     "batch_size": 8,
     "learning_rate": 1e-3,
@@ -101,6 +103,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="Training seeds (the table reports mean ± std).")
     parser.add_argument("--hidden_size", type=int, help="Hidden size of the tiny Qwen2-VL init.")
+    parser.add_argument("--vision_hidden_size", type=int, help="Width of the tiny Qwen2-VL init's vision encoder.")
     parser.add_argument("--steps", type=int, help="Training steps of every embedding variant.")
     parser.add_argument("--batch_size", type=int, help="Queries per step of every embedding variant.")
     parser.add_argument("--learning_rate", type=float, help="Learning rate of every embedding variant.")
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with stage("world", timings):
         world = steps.ensure_world(out / "world", args.preset, args.world_overrides)
-        init = steps.build_init(out / "init-qwen2_vl", args.hidden_size)
+        init = steps.build_init(out / "init-qwen2_vl", args.hidden_size, args.vision_hidden_size)
         data = load_shapes_train(world)
         pairs, corpus = data["train"], data["corpus"]
         truth = ShapesTruth.from_dir(world)
@@ -274,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# unime-hf demo on the shapes world ({args.preset})\n\n{text}\n\n{JUDGE_NOTICE}.\n"
         f"Budget per embedding variant: {budget.steps} steps x {budget.batch_size} queries, "
         f"lr {budget.learning_rate}, "
-        f"same init ({init.name}, hidden size {args.hidden_size}). Wall time {wall:.0f} s.\n",
+        f"same init ({init.name}, hidden size {args.hidden_size}, vision width {args.vision_hidden_size}). "
+        f"Wall time {wall:.0f} s.\n",
         encoding="utf-8",
     )
     report = {

@@ -63,12 +63,26 @@ def ensure_world(folder: Path, preset: str, overrides: dict[str, Any]) -> Path:
     return folder
 
 
-def build_init(folder: Path, hidden_size: int) -> Path:
+# The shapes world draws on white: with this normalisation the background is zero input and only shapes carry signal.
+# Measured (InfoNCE on t2i + i2t pairs of a 2x2-grid world, 400 steps x 32, train in-batch accuracy): CLIP's
+# normalisation, vision width 32, hidden 64: 0.10 with image embeddings near-collapsed (image-image cosine 0.99);
+# this normalisation: 0.19; and vision width 64, hidden 128: 0.55.
+WHITE_BACKGROUND = {"image_mean": (1.0, 1.0, 1.0), "image_std": (0.5, 0.5, 0.5)}
+
+
+def build_init(folder: Path, hidden_size: int, vision_hidden_size: int = 64) -> Path:
     """The one random tiny Qwen2-VL that every variant (embedders, judge, reranker) starts from."""
     from unime_hf.testing.tiny import build_tiny_backbone
 
     if not (folder / "config.json").is_file():
-        build_tiny_backbone("qwen2_vl", folder, seed=0, hidden_size=hidden_size)
+        build_tiny_backbone(
+            "qwen2_vl",
+            folder,
+            seed=0,
+            hidden_size=hidden_size,
+            vision_hidden_size=vision_hidden_size,
+            **WHITE_BACKGROUND,
+        )
     return folder
 
 
