@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from unime_hf.data.shapes.config import PRESETS
 from unime_hf.scripts.demo_steps import JUDGE_NOTICE, Budget, mean_std, stage, summarize
 
 logger = logging.getLogger("unime_hf.demo")
@@ -94,7 +95,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="runs/demo", help="Output folder (world, checkpoints, table, plots).")
     parser.add_argument("--quick", action="store_true", help="Tiny world, few steps, one seed (about a minute).")
-    parser.add_argument("--preset", choices=["tiny", "small", "default"], help="Shapes world size.")
+    parser.add_argument("--preset", choices=list(PRESETS), help="Shapes world (size and vocabulary).")
     parser.add_argument(
         "--world_overrides",
         type=json.loads,

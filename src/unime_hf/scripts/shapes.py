@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from unime_hf.data.shapes.config import PRESETS
+
 logger = logging.getLogger(__name__)
 
 # config fields that can be set from the command line: flag -> (field, type, help)
@@ -45,7 +47,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, 0)")
-    parser.add_argument("--preset", choices=("tiny", "small", "default"), default="default", help="world size")
+    parser.add_argument("--preset", choices=list(PRESETS), default="default", help="world size and vocabulary")
     parser.add_argument("--config", type=Path, default=None, help="YAML file of ShapesWorldConfig fields")
     for flag, (_, kind, help_) in _OVERRIDES.items():
         parser.add_argument(flag, type=kind, default=None, help=help_)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,7 +147,8 @@ class ShapesWorldConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ShapesWorldConfig:
-        """A named size: ``"tiny"`` (tests, about 1 s), ``"small"`` (quick runs), ``"default"``.
+        """A named world (see `PRESETS`): ``"tiny"`` (tests, about 1 s), ``"small"`` (quick runs), ``"easy"`` (the
+        small sizes with a coarser vocabulary), ``"default"``.
 
         Example:
 
@@ -155,32 +157,48 @@ class ShapesWorldConfig:
         150
         ```
         """
-        presets: dict[str, dict[str, Any]] = {
-            "tiny": {
-                "train_families": 10,
-                "variants_per_family": 2,
-                "distractors_per_family": 1,
-                "train_pairs": {"t2i": 12, "i2t": 12, "vqa": 12, "classification": 6, "grounding": 6},
-                "eval_queries": 6,
-                "heldout_queries": 4,
-                "candidates": 16,
-                "compositional_per_subset": 3,
-            },
-            "small": {
-                "train_families": 150,
-                "train_pairs": {"t2i": 600, "i2t": 600, "vqa": 600, "classification": 300, "grounding": 300},
-                "eval_queries": 50,
-                "heldout_queries": 25,
-                "candidates": 100,
-                "compositional_per_subset": 50,
-            },
-            "default": {},
-        }
-        if name not in presets:
-            raise ValueError(f"unknown preset {name!r}; choose one of {list(presets)}")
-        return cls(**{**presets[name], **overrides})
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         return {
             key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
         }
+
+
+_SMALL: dict[str, Any] = {
+    "train_families": 150,
+    "train_pairs": {"t2i": 600, "i2t": 600, "vqa": 600, "classification": 300, "grounding": 300},
+    "eval_queries": 50,
+    "heldout_queries": 25,
+    "candidates": 100,
+    "compositional_per_subset": 50,
+}
+# Named worlds for `ShapesWorldConfig.preset(name)`: field overrides of the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "train_families": 10,
+        "variants_per_family": 2,
+        "distractors_per_family": 1,
+        "train_pairs": {"t2i": 12, "i2t": 12, "vqa": 12, "classification": 6, "grounding": 6},
+        "eval_queries": 6,
+        "heldout_queries": 4,
+        "candidates": 16,
+        "compositional_per_subset": 3,
+    },
+    "small": _SMALL,
+    # The small sizes with a coarser vocabulary that matches the tiny backbones' 4 image tokens (a 2x2 grid, up to 3
+    # objects, 6 well-separated colours, 4 shapes incl. circle/hexagon, 2 sizes). Hard negatives stay one attribute
+    # off. Measured: a tiny InfoNCE embedder learns its gallery (full captions) to t2i R@1 0.53 in 1,000 steps x 32.
+    "easy": {
+        **_SMALL,
+        "grid": 2,
+        "max_objects": 3,
+        "colours": ("red", "yellow", "green", "cyan", "blue", "purple"),
+        "shapes": ("circle", "hexagon", "square", "triangle"),
+        "sizes": ("small", "large"),
+        "heldout_combos": 4,
+    },
+    "default": {},
+}
