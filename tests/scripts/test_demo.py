@@ -57,6 +57,20 @@ def test_quick_demo_outputs(quick_run: Path, capsys):
         assert (out / "plots" / plot).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_a_folder_from_other_settings_is_not_reused(quick_run: Path):
+    # The same settings (and a new seed or thread count) may resume; another budget would mix in stale checkpoints.
+    before = sorted(p.relative_to(quick_run) for p in quick_run.rglob("*"))
+    with pytest.raises(ValueError, match=r"steps: 4 -> 5.*another --out"):
+        main(["--quick", "--out", str(quick_run), "--steps", "5", "--threads", "2"])
+    assert sorted(p.relative_to(quick_run) for p in quick_run.rglob("*")) == before
+
+
+def test_a_folder_without_recorded_settings_is_not_reused(tmp_path: Path):
+    (tmp_path / "seed0" / "infonce").mkdir(parents=True)
+    with pytest.raises(ValueError, match="not recorded"):
+        main(["--quick", "--out", str(tmp_path)])
+
+
 def test_quick_demo_checkpoints_load(quick_run: Path):
     import torch
     from sentence_transformers import SentenceTransformer

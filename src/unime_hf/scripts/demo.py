@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets.disable_progress_bars()
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
+    steps.claim_output(out, json.loads(json.dumps(vars(args))))
     started = time.perf_counter()
     timings: dict[str, float] = {}
     budget = Budget(

@@ -46,6 +46,36 @@ class Budget:
 
 
 # ------------------------------------------------------------------------------------------------------ the world
+# Settings that do not change what is saved in the output folder (seeds add their own folders).
+REUSE_NEUTRAL = frozenset({"out", "quick", "threads", "eval_batch_size", "seeds"})
+
+
+def claim_output(out: Path, settings: dict[str, Any]) -> None:
+    """Record the settings behind `out`'s artefacts, or refuse to reuse artefacts made with other settings.
+
+    Every stage reuses what it finds (an interrupted demo resumes), so a folder left by a run with another init size,
+    budget or world would silently mix old models into the new table."""
+    import json
+
+    wanted = {k: v for k, v in settings.items() if k not in REUSE_NEUTRAL}
+    record = out / "demo_settings.json"
+    if record.is_file():
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        changed = sorted(k for k in wanted.keys() | saved.keys() if saved.get(k) != wanted.get(k))
+        if changed:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
+            raise ValueError(
+                f"{out} holds a demo run with other settings ({details}); its checkpoints would be reused. "
+                "Pass another --out or delete the folder."
+            )
+    elif (out / "init-qwen2_vl").exists() or any(out.glob("seed*")):
+        raise ValueError(
+            f"{out} holds checkpoints of a demo run whose settings were not recorded (an older unime-hf); they would "
+            "be reused. Pass another --out or delete the folder."
+        )
+    record.write_text(json.dumps(wanted, indent=2, sort_keys=True), encoding="utf-8")
+
+
 def ensure_world(folder: Path, preset: str, overrides: dict[str, Any]) -> Path:
     """Generate the shapes world in `folder` unless a world with the same config is there already."""
     import json
