@@ -139,7 +139,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", help="overrides output_dir")
     parser.add_argument("--overwrite", action="store_true", help="recompute finished shards")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override one entry, e.g. --set retrieve.top_k=20 (value parsed as YAML)",
     )
     return parser
@@ -229,8 +232,9 @@ def run_retrieve(config: MineConfig):
     )
     result = datasets.DatasetDict({"train": retrieved, "corpus": data["corpus"]})
     result.save_to_disk(str(output_dir / "retrieved"))
-    logger.info("retrieved %d candidates for each of %d queries -> %s", options.top_k, len(retrieved),
-                output_dir / "retrieved")
+    logger.info(
+        "retrieved %d candidates for each of %d queries -> %s", options.top_k, len(retrieved), output_dir / "retrieved"
+    )
     return result
 
 
@@ -271,7 +275,10 @@ def run_sample(config: MineConfig):
     judged = _load_stage(output_dir, "judged", "judge")
     options = config.sample
     mined, stats = sample_hard_negatives(
-        judged["train"], beta=options.beta, num_negatives=options.num_negatives, interval=options.interval,
+        judged["train"],
+        beta=options.beta,
+        num_negatives=options.num_negatives,
+        interval=options.interval,
         seed=options.seed,
     )
     result = datasets.DatasetDict({"train": mined, "corpus": judged["corpus"]})
@@ -281,8 +288,12 @@ def run_sample(config: MineConfig):
     if config.export.unime_v2_json:
         from unime_hf.data.formats import write_unime_v2_mined
 
-        path = write_unime_v2_mined(mined, judged["corpus"], config.export.unime_v2_json,
-                                    image_root=config.data.image_root or config.data.shapes_dir)
+        path = write_unime_v2_mined(
+            mined,
+            judged["corpus"],
+            config.export.unime_v2_json,
+            image_root=config.data.image_root or config.data.shapes_dir,
+        )
         logger.info("wrote the UniME-V2 JSON layout to %s", path)
     return result, stats
 
