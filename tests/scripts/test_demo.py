@@ -53,6 +53,11 @@ def test_quick_demo_outputs(quick_run: Path, capsys):
         summary = results["per_seed"][name]["0"]
         assert 0.0 <= summary["overall"] <= 1.0
     assert results["judge"]["notice"] == JUDGE_NOTICE
+    # Two stages: an InfoNCE base per seed, then every variant fine-tunes that base for the same steps.
+    assert (out / "seed0" / "base" / "model.safetensors").is_file()
+    assert results["budget"]["steps"] == 4 and results["finetune_budget"]["steps"] == 2
+    for name in VARIANTS:
+        assert "InfoNCE base embedder" in (out / "seed0" / name / "README.md").read_text(encoding="utf-8")
     for plot in ("judge_scores.png", "modality_gap.png"):
         assert (out / "plots" / plot).read_bytes()[:8] == PNG_MAGIC
 

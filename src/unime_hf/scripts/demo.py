@@ -1,14 +1,17 @@
 """`unime-hf demo`: the whole UniME-V2 pipeline on the shapes world with tiny backbones trained from scratch.
 
 1. the shapes world (generated offline) and one random tiny Qwen2-VL init shared by every model below;
-2. per seed, an InfoNCE embedder (in-batch negatives, the VLM2Vec baseline); the seed-0 one is the retrieval model;
+2. per seed, a base embedder trained with InfoNCE (in-batch negatives) from that init: the tiny stand-in for the
+   pretrained VLM the paper starts from (UniME-V2's loss has no in-batch negatives, so from a random init it never
+   learns coarse content); the seed-0 base is the retrieval model;
 3. a stand-in judge: a tiny VLM (warm-started from the seed-0 InfoNCE weights) trained with pairwise Yes/No SFT on
    retrieved (query, candidate) pairs of other queries, labelled by the world's truth (false negatives are labelled
    Yes). It stands in for the paper's Qwen2.5-VL-7B; it is not an MLLM, and the output says so (`--judge truth`
    uses the world's truth itself);
 4. mining: retrieval (top-k), the judge's P(Yes), the paper's false-negative filter and interval sampling;
-5. per seed, from the same init with the same steps and batch: the hard-labels ablation (cross-entropy over the
-   positive and the judge-mined hard negatives) and UniME-V2 (symmetric KL on the judge's scores);
+5. per seed, each variant fine-tunes that seed's base for the same steps and batch: InfoNCE (the VLM2Vec baseline,
+   continuing on the pairs), the hard-labels ablation (cross-entropy over the positive and the judge-mined hard
+   negatives) and UniME-V2 (symmetric KL on the judge's scores);
 6. the reranker (pairwise + listwise SFT on the mined rows), reranking the UniME-V2 embedders' top-k;
 7. evaluation: MMEB-style P@1 over the world's eval sets (IND, held-out OOD, overall), gallery R@1 both ways and
    compositional accuracy; a Table-4-shaped table with mean ± std over seeds (`table.md`, `results.json`), plots
@@ -23,6 +26,7 @@ unime-hf demo --out /tmp/demo --quick    # a tiny world, few steps, one seed: th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -59,6 +63,7 @@ FULL = {
     "hidden_size": 128,
     "vision_hidden_size": 64,
     "steps": 80,
+    "finetune_steps": 40,
     "batch_size": 16,
     "learning_rate": 1e-3,
     "mine_queries": 800,
@@ -76,6 +81,7 @@ QUICK = {
     "hidden_size": 32,
     "vision_hidden_size": 32,
     "steps": 4,
+    "finetune_steps": 2,
     "batch_size": 8,
     "learning_rate": 1e-3,
     "mine_queries": 24,
@@ -105,7 +111,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", help="Training seeds (the table reports mean ± std).")
     parser.add_argument("--hidden_size", type=int, help="Hidden size of the tiny Qwen2-VL init.")
     parser.add_argument("--vision_hidden_size", type=int, help="Width of the tiny Qwen2-VL init's vision encoder.")
-    parser.add_argument("--steps", type=int, help="Training steps of every embedding variant.")
+    parser.add_argument("--steps", type=int, help="InfoNCE steps of the base embedder every variant starts from.")
+    parser.add_argument("--finetune_steps", type=int, help="Training steps of every embedding variant on the base.")
     parser.add_argument("--batch_size", type=int, help="Queries per step of every embedding variant.")
     parser.add_argument("--learning_rate", type=float, help="Learning rate of every embedding variant.")
     parser.add_argument("--temperature", type=float, default=0.02, help="Loss temperature of every embedding variant.")
@@ -187,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_steps=max(1, args.steps // 10),
         temperature=args.temperature,
     )
+    finetune = dataclasses.replace(budget, steps=args.finetune_steps, warmup_steps=max(1, args.finetune_steps // 10))
     logger.info("Demo settings: %s", {k: v for k, v in vars(args).items()})
 
     with stage("world", timings):
@@ -198,26 +206,29 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("World: %d training pairs, %d corpus items; init %s", len(pairs), len(corpus), init)
 
     checkpoints: dict[str, dict[int, Path]] = {name: {} for name in VARIANTS}
+    bases: dict[int, Path] = {}
     for seed in args.seeds:
-        with stage("train infonce", timings):
-            checkpoints["infonce"][seed] = steps.train_embedder(
-                init, out / f"seed{seed}" / "infonce", "info_nce", pairs, corpus, budget, seed, "shapes world pairs"
+        with stage("train base", timings):
+            bases[seed] = steps.train_embedder(
+                init, out / f"seed{seed}" / "base", "info_nce", pairs, corpus, budget, seed, "shapes world pairs"
             )
+    if args.infonce_only:
+        checkpoints["infonce"] = dict(bases)
 
     from unime_hf.models.modeling_unime import UniMEEmbeddingModel
 
     mining: dict[str, Any] = {}
     if not args.infonce_only:
-        mining = steps.mine(args, out, init, pairs, corpus, truth, checkpoints["infonce"][args.seeds[0]], timings)
+        mining = steps.mine(args, out, init, pairs, corpus, truth, bases[args.seeds[0]], timings)
         mined = mining["mined"]
 
     for seed in [] if args.infonce_only else args.seeds:
-        for name in ("hard_labels", "unime_v2"):
+        for name, (_, loss) in VARIANTS.items():
+            data, description = (pairs, "shapes world pairs") if name == "infonce" else (mined, "shapes world, mined")
             with stage(f"train {name}", timings):
                 checkpoints[name][seed] = steps.train_embedder(
-                    init, out / f"seed{seed}" / name, VARIANTS[name][1], mined, corpus, budget, seed,
-                    "shapes world, judge-mined",
-                )  # fmt: skip
+                    bases[seed], out / f"seed{seed}" / name, loss, data, corpus, finetune, seed, description
+                )
 
     reranker_path = None
     if not args.infonce_only:
@@ -240,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                     steps.eval_config(world, path, out / "eval" / f"seed{seed}" / name, args.eval_batch_size),
                     UniMEEmbeddingModel.from_pretrained(path).eval(),
                 )
-            steps.card_with_results(path, VARIANTS[name][1], budget, seed, results)
+            variant_budget, from_base = (budget, False) if args.infonce_only else (finetune, True)
+            steps.card_with_results(path, VARIANTS[name][1], variant_budget, seed, results, base=from_base)
             summary = summarize(results)
             per_seed[name][seed] = summary
             for key, value in summary.items():
@@ -277,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     text = format_table(table, args.seeds)
     (out / "table.md").write_text(
         f"# unime-hf demo on the shapes world ({args.preset})\n\n{text}\n\n{JUDGE_NOTICE}.\n"
-        f"Budget per embedding variant: {budget.steps} steps x {budget.batch_size} queries, "
+        f"Base embedders: {budget.steps} InfoNCE steps x {budget.batch_size} queries from the init; "
+        f"each variant then fine-tunes its seed's base for {finetune.steps} steps x {finetune.batch_size} queries, "
         f"lr {budget.learning_rate}, "
         f"same init ({init.name}, hidden size {args.hidden_size}, vision width {args.vision_hidden_size}). "
         f"Wall time {wall:.0f} s.\n",
@@ -286,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "settings": {k: v for k, v in vars(args).items()},
         "budget": vars(budget),
+        "finetune_budget": vars(finetune),
         "judge": {
             "notice": JUDGE_NOTICE,
             "path": str(mining.get("judge_path")),

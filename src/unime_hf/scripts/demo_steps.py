@@ -435,21 +435,26 @@ def generative_from_embedder(embedder_path: Path, init: Path, out: Path) -> Path
 
 
 DESCRIPTIONS = {
-    "info_nce": "A tiny multimodal embedding model trained from scratch on the shapes world with InfoNCE and in-batch "
+    "info_nce": "A tiny multimodal embedding model trained on the shapes world with InfoNCE and in-batch "
     "negatives (the VLM2Vec-style baseline of the unime-hf demo); not a UniME-V2 model.",
-    "hard_negative_ce": "A tiny multimodal embedding model trained from scratch on the shapes world with cross-entropy"
+    "hard_negative_ce": "A tiny multimodal embedding model trained on the shapes world with cross-entropy"
     " over the positive and judge-mined hard negatives (hard labels; the ablation of the unime-hf demo).",
-    "symmetric_kl": "A tiny multimodal embedding model trained from scratch on the shapes world the UniME-V2 way: "
+    "symmetric_kl": "A tiny multimodal embedding model trained on the shapes world the UniME-V2 way: "
     "symmetric KL to the judge's soft scores over the positive and judge-mined hard negatives (unime-hf demo). "
     "The judge is a stand-in: a tiny VLM trained on the world's truth, not an MLLM.",
 }
 
 
-def card_with_results(path: Path, loss: str, budget: Budget, seed: int, results: dict[str, Any]) -> Path:
-    """Rewrite an embedder's model card with what it is (by loss), its demo budget and its evaluation results."""
+def card_with_results(
+    path: Path, loss: str, budget: Budget, seed: int, results: dict[str, Any], base: bool = True
+) -> Path:
+    """Rewrite an embedder's model card with what it is (by loss), its demo budget and its evaluation results.
+    `base`: it was fine-tuned from the seed's InfoNCE base embedder (else trained from the random init)."""
     from unime_hf.hub.model_card import render_embedding_card, write_model_card
 
-    training = {"loss": loss, **vars(budget), "seed": seed, "init": "random tiny Qwen2-VL (unime_hf.testing.tiny)"}
+    init = "random tiny Qwen2-VL (unime_hf.testing.tiny)"
+    init = f"the seed's InfoNCE base embedder, trained from a {init}" if base else init
+    training = {"loss": loss, **vars(budget), "seed": seed, "init": init}
     card = render_embedding_card(
         base_model=None,
         datasets="shapes world (unime_hf.data.shapes)",
