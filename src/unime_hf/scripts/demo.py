@@ -289,11 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     text = format_table(table, args.seeds)
     (out / "table.md").write_text(
         f"# unime-hf demo on the shapes world ({args.preset})\n\n{text}\n\n{JUDGE_NOTICE}.\n"
-        f"Base embedders: {budget.steps} InfoNCE steps x {budget.batch_size} queries from the init; "
-        f"each variant then fine-tunes its seed's base for {finetune.steps} steps x {finetune.batch_size} queries, "
-        f"lr {budget.learning_rate}, "
-        f"same init ({init.name}, hidden size {args.hidden_size}, vision width {args.vision_hidden_size}). "
-        f"Wall time {wall:.0f} s.\n",
+        + f"Base embedders: {budget.steps} InfoNCE steps x {budget.batch_size} queries from the init; "
+        + ("" if args.infonce_only else f"each variant then fine-tunes its seed's base for {finetune.steps} steps, ")
+        + f"lr {budget.learning_rate}, "
+        + f"same init ({init.name}, hidden size {args.hidden_size}, vision width {args.vision_hidden_size}). "
+        + f"Wall time {wall:.0f} s.\n",
         encoding="utf-8",
     )
     report = {
