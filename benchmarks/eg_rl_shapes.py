@@ -9,23 +9,36 @@ Everything is tiny and runs on a CPU:
    crop's description for grounding);
 3. the Embedder: a tiny random Qwen2-VL trained briefly with InfoNCE on (query + teacher T-CoT, positive) pairs
    (`EmbeddingDistillTrainer`, T-CoTs folded in with `attach_cot`), then frozen; its top-1 accuracy with and
-   without the teacher T-CoT is printed, to show that the outcome reward is informative;
-4. the Reasoner: a tiny random Qwen2-VL, warm-started with TRL's `SFTTrainer` on the teacher T-CoTs so that it
-   writes the format some of the time;
+   without the teacher T-CoT is printed, to show that the outcome reward is informative. By default
+   (`--embedder-rows cot`) every training query carries its T-CoT, so the Embedder reads it (top-1 among the 48
+   positives about 0.25 without the T-CoT, 0.85 with it) and the outcome reward depends on what the Reasoner writes.
+   With `--embedder-rows both` (half the rows without T-CoT, the earlier default) the tiny Embedder ranks most
+   queries from the query alone: the teacher T-CoT, an empty one and the Reasoner's samples then get about the same
+   outcome reward (0.19 / 0.15 / 0.16 on the RL prompts), which leaves GRPO nothing to learn;
+4. the Reasoner: a tiny random Qwen2-VL, warm-started with TRL's `SFTTrainer` on the teacher T-CoTs (500 steps:
+   at temperature 1 it writes the format about 2/3 of the time and the right answer in some of its samples; after
+   150 steps its answers were prompt-independent, so no sample was better than another for a reason GRPO could
+   reinforce);
 5. EG-RL: `EmbedRLTrainer` for `--steps` steps per seed on `--num-prompts` prompts (format + outcome + process
    rewards, weights 0.05 / 0.8 / 0.2; the process reward's discriminator is the Embedder itself,
    `EmbedderDiscriminator`, a stand-in for the paper's MLLM), and, per seed, a control run with learning rate 0 that
-   samples the same prompts in the same order: its curve is what the reward does without learning (the reward of a
-   step depends a lot on which prompts it drew).
+   samples the same prompts in the same order: its curve is what the reward does without learning. By default every
+   step holds all 8 prompts (4 generations each), so each step ranks the same 8 targets and a run's own curve is not
+   dominated by which prompts a step drew (with 4 of the 8 prompts per step, the batch-to-batch spread hid the rise).
 
 It prints the reward of every step (total and per component), the mean of the first and last `--window` steps with
 the ratio last/first of the total reward (the baseline being the run's own first steps), and the paired difference
-learning minus control over the last steps, the figure that separates learning from batch-to-batch spread.
+learning minus control per block and over the last steps (with the standard error of the per-step differences), the
+figure that separates learning from sampling noise.
 
-    python benchmarks/eg_rl_shapes.py                  # 3 seeds x 200 steps (+ controls): about 20 min on 2 idle cores
-    python benchmarks/eg_rl_shapes.py --seeds 0 --steps 40 --json runs/eg_rl.json
+    python benchmarks/eg_rl_shapes.py                  # 3 seeds x 40 steps (+ controls): about 7 min on 1 busy core
+    python benchmarks/eg_rl_shapes.py --seeds 0 --steps 200 --json runs/eg_rl.json
 
-The Embedder and the warm-started Reasoner are saved under `--out` and reused by later runs in the same folder.
+Learning rates of 1e-3 and above break the format within 20-40 steps on this tiny Reasoner (format reward -> 0);
+3e-4 (the default) learns.
+
+The Embedder and the warm-started Reasoner are saved under `--out` (in folders named after their settings) and
+reused by later runs in the same folder.
 """
 
 from __future__ import annotations
@@ -78,22 +91,27 @@ def teacher_tcots(pairs: Any, world: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------------ Embedder
-def train_embedder(pairs: Any, cots: list[str], backbone: str, out: Path, steps: int, seed: int) -> Any:
+def train_embedder(
+    pairs: Any, cots: list[str], backbone: str, out: Path, steps: int, seed: int, rows: str = "cot"
+) -> Any:
     import datasets
 
     from unime_hf.models.modeling_unime import UniMEEmbeddingModel
     from unime_hf.reasoning.tcot import attach_cot
     from unime_hf.trainer import EmbeddingDistillConfig, EmbeddingDistillTrainer
 
-    rows = attach_cot(pairs.add_column("query_cot", cots))
-    # half the rows without their T-CoT, so the Embedder also ranks inputs whose T-CoT is missing or garbled
-    data = datasets.concatenate_datasets([rows, pairs]).shuffle(seed=seed)
-    final = out / "embedder" / "final"
+    with_cot = attach_cot(pairs.add_column("query_cot", cots))
+    # rows="cot": every query carries its teacher T-CoT, so the Embedder reads the T-CoT (reasoning-driven embeddings)
+    # and the outcome reward depends on what the Reasoner writes; rows="both": half the rows also without it (the
+    # Embedder then ranks most queries without their T-CoT and the reward hardly depends on it)
+    data = (with_cot if rows == "cot" else datasets.concatenate_datasets([with_cot, pairs])).shuffle(seed=seed)
+    folder = out / f"embedder-{steps}-{rows}"
+    final = folder / "final"
     if (final / "config.json").exists():  # reuse the Embedder of an earlier run in the same folder
         return UniMEEmbeddingModel.from_pretrained(final).eval()
     model = UniMEEmbeddingModel.from_backbone(backbone)
     args = EmbeddingDistillConfig(
-        str(out / "embedder"),
+        str(folder),
         loss="info_nce",
         loss_temperature=0.05,
         per_device_train_batch_size=16,
@@ -137,7 +155,7 @@ def warm_start_reasoner(prompts: Any, cots: list[str], backbone: str, out: Path,
 
     from unime_hf.models.processing_unime import load_processor, save_processor
 
-    path = out / "reasoner-sft" / "final"
+    path = out / f"reasoner-sft-{steps}" / "final"
     if (path / "config.json").exists():  # reuse the warm start of an earlier run in the same folder
         return str(path)
     messages = []
@@ -150,7 +168,7 @@ def warm_start_reasoner(prompts: Any, cots: list[str], backbone: str, out: Path,
     processor = load_processor(backbone)
     model = AutoModelForImageTextToText.from_pretrained(backbone)
     args = SFTConfig(
-        str(out / "reasoner-sft"),
+        str(path.parent),
         per_device_train_batch_size=8,
         max_steps=steps,
         learning_rate=3e-3,
@@ -184,7 +202,8 @@ def run_eg_rl(
         per_device_train_batch_size=opts.prompts_per_step * opts.num_generations,
         num_generations=opts.num_generations,
         max_completion_length=opts.max_completion_length,
-        temperature=1.0,
+        temperature=opts.temperature,
+        beta=opts.beta,
         learning_rate=learning_rate,
         lr_scheduler_type="constant",
         max_steps=steps,
@@ -262,18 +281,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/eg_rl_shapes", help="Working folder (world, models).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=200, help="GRPO steps per run.")
-    parser.add_argument("--window", type=int, default=20, help="Steps averaged at the start and the end.")
-    parser.add_argument("--embedder-steps", type=int, default=120)
-    parser.add_argument("--sft-steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=40, help="GRPO steps per run.")
+    parser.add_argument("--window", type=int, default=10, help="Steps averaged at the start and the end.")
+    parser.add_argument("--embedder-steps", type=int, default=200)
+    parser.add_argument("--sft-steps", type=int, default=500)
     parser.add_argument(
         "--num-prompts", type=int, default=8, help="GRPO on this many prompts drawn from the pairs (seed 0)."
     )
-    parser.add_argument("--prompts-per-step", type=int, default=4)
-    parser.add_argument("--num-generations", type=int, default=8)
+    parser.add_argument(
+        "--prompts-per-step", type=int, default=8, help="With --num-prompts 8: every step ranks the same 8 targets."
+    )
+    parser.add_argument("--num-generations", type=int, default=4)
     parser.add_argument("--max-completion-length", type=int, default=128)
     parser.add_argument("--top-n", type=int, default=1, help="n of the outcome share (4 targets per batch).")
     parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature of the GRPO rollouts.")
+    parser.add_argument("--beta", type=float, default=0.0, help="KL coefficient of GRPO (TRL's default 0).")
+    parser.add_argument(
+        "--embedder-rows",
+        choices=("cot", "both"),
+        default="cot",
+        help="Embedder training rows: queries with their teacher T-CoT ('cot'), or also without it ('both').",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the runs are tiny; 1 is fastest).")
     parser.add_argument("--no-control", action="store_true", help="Skip the learning-rate-0 control runs.")
     parser.add_argument("--json", default=None, help="Write every figure to this file.")
     opts = parser.parse_args(argv)
@@ -281,11 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("transformers", "trl", "datasets", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    import torch
+
     from unime_hf.data.shapes import ShapesWorldConfig, generate_shapes_world, load_shapes_train
     from unime_hf.reasoning.grpo import build_reasoner_dataset
     from unime_hf.reasoning.tcot import SHORT_TCOT_PROMPT
     from unime_hf.testing.tiny import build_tiny_backbone
 
+    torch.set_num_threads(opts.threads)
     out = Path(opts.out)
     start = time.perf_counter()
     world = out / "world"
@@ -295,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     prompts = build_reasoner_dataset(pairs, template=SHORT_TCOT_PROMPT)
 
     embedder_backbone = str(build_tiny_backbone("qwen2_vl", out / "embedder-backbone", seed=1))
-    embedder = train_embedder(pairs, cots, embedder_backbone, out, opts.embedder_steps, seed=0)
+    embedder = train_embedder(
+        pairs, cots, embedder_backbone, out, opts.embedder_steps, seed=0, rows=opts.embedder_rows
+    )
     accuracy = embedder_accuracy(embedder, pairs, cots)
     logger.info("Embedder top-1 among the %d positives: %s", len(pairs), accuracy)
 
@@ -347,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
                 key: statistics.fmean(rl[i][key] - control[i][key] for i in last)
                 for key in ("reward", *(f"rewards/{c}/mean" for c in COMPONENTS))
             }
+            diffs = [rl[i]["reward"] - control[i]["reward"] for i in last]
+            spread = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+            paired[f"seed{seed}"]["reward_standard_error"] = spread
+            paired[f"seed{seed}"]["reward_steps_positive"] = sum(d > 0 for d in diffs)
     blocks = {}
     for seed in opts.seeds:
         rl, control = runs.get(f"seed{seed}"), runs.get(f"seed{seed}-control")
@@ -369,10 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     if paired:
         print(f"\nlearning minus control, mean over the last {opts.window} steps (same prompts):")
         for name, values in paired.items():
+            keys = ("reward", *(f"rewards/{c}/mean" for c in COMPONENTS))
             print(
-                f"{name:<16} "
-                + "; ".join(f"{key.split('/')[-2] if '/' in key else key} {v:+.4f}" for key, v in values.items())
+                f"{name:<16} reward {values['reward']:+.4f} +- {values['reward_standard_error']:.4f} (standard "
+                f"error of the {opts.window} per-step differences; {values['reward_steps_positive']}/{opts.window} "
+                "steps positive); " + "; ".join(f"{key.split('/')[-2]} {values[key]:+.4f}" for key in keys[1:])
             )
+        rewards = [values["reward"] for values in paired.values()]
+        print(f"mean over the seeds: reward {statistics.fmean(rewards):+.4f}")
     for name, curve in runs.items():
         print(f"\n{name}, a completion of the last step:\n{curve[-1].get('sample', '')}")
     print(f"\nEmbedder top-1: {accuracy}; setup {setup_seconds:.0f} s, total {time.perf_counter() - start:.0f} s")
