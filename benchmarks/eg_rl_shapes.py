@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--num-generations", type=int, default=4)
     parser.add_argument("--max-completion-length", type=int, default=128)
-    parser.add_argument("--top-n", type=int, default=1, help="n of the outcome share (4 targets per batch).")
+    parser.add_argument("--top-n", type=int, default=1, help="n of the outcome share (8 targets a batch).")
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature of the GRPO rollouts.")
     parser.add_argument("--beta", type=float, default=0.0, help="KL coefficient of GRPO (TRL's default 0).")
