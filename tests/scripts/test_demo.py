@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from unime_hf.scripts.demo import RERANKER_ROW, VARIANTS, format_table, main, make_parser, resolve
+from unime_hf.scripts.demo import (
+    RERANKER_ROW,
+    TRUTH_NOTICE,
+    VARIANTS,
+    format_table,
+    judge_notice,
+    main,
+    make_parser,
+    resolve,
+)
 from unime_hf.scripts.demo_steps import JUDGE_NOTICE, mean_std
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -31,6 +40,13 @@ def test_format_table_rows():
     rows = {title: {"overall": [0.5, 0.7]} for title, _ in VARIANTS.values()}
     table = format_table(rows, [0, 1])
     assert "60.0 ± 14.1" in table and table.count("\n| ") == 3
+
+
+def test_the_table_names_the_judge_that_was_used():
+    parse = lambda *argv: resolve(make_parser().parse_args(list(argv)))  # noqa: E731
+    assert judge_notice(parse()) == JUDGE_NOTICE
+    assert judge_notice(parse("--judge", "truth")) == TRUTH_NOTICE
+    assert judge_notice(parse("--infonce_only")) is None  # nothing mined, no judge to name
 
 
 @pytest.fixture(scope="module")

@@ -169,6 +169,16 @@ def format_table(rows: dict[str, dict[str, list[float | None]]], seeds: list[int
     return "\n".join(lines)
 
 
+TRUTH_NOTICE = "judge: the world's truth (P(Yes) = 1 for a candidate that meets the query, else 0), not an MLLM"
+
+
+def judge_notice(args: argparse.Namespace) -> str | None:
+    """What judged the mined rows, for the table and results.json (None when nothing was mined)."""
+    if args.infonce_only:
+        return None
+    return TRUTH_NOTICE if args.judge == "truth" else JUDGE_NOTICE
+
+
 def main(argv: list[str] | None = None) -> int:
     args = resolve(make_parser().parse_args(argv))
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -287,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
 
     wall = time.perf_counter() - started
     text = format_table(table, args.seeds)
+    notice = judge_notice(args)
+    judge = f"{notice}.\n" if notice else ""
     (out / "table.md").write_text(
-        f"# unime-hf demo on the shapes world ({args.preset})\n\n{text}\n\n{JUDGE_NOTICE}.\n"
+        f"# unime-hf demo on the shapes world ({args.preset})\n\n{text}\n\n{judge}"
         + f"Base embedders: {budget.steps} InfoNCE steps x {budget.batch_size} queries from the init; "
         + ("" if args.infonce_only else f"each variant then fine-tunes its seed's base for {finetune.steps} steps, ")
         + f"lr {budget.learning_rate}, "
@@ -301,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "budget": vars(budget),
         "finetune_budget": vars(finetune),
         "judge": {
-            "notice": JUDGE_NOTICE,
+            "notice": notice,
             "path": str(mining.get("judge_path")),
             "agreement_with_truth": mining.get("agreement"),
         },
@@ -315,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": wall,
     }
     (out / "results.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"\n{text}\n\n{JUDGE_NOTICE}\nwall time {wall:.0f} s; table in {out / 'table.md'}", flush=True)
+    print(f"\n{text}\n\n{judge}wall time {wall:.0f} s; table in {out / 'table.md'}", flush=True)
     logger.info("Stage timings (s): %s", {k: round(v, 1) for k, v in timings.items()})
     return 0
 
