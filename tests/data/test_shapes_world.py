@@ -122,7 +122,7 @@ def test_config_validation():
 def test_easy_preset_generates_with_its_vocabulary(tmp_path):
     sizes = {k: ShapesWorldConfig.preset("tiny").to_dict()[k] for k in ("train_families", "train_pairs", "candidates")}
     config = ShapesWorldConfig.preset("easy", eval_queries=4, heldout_queries=2, compositional_per_subset=2, **sizes)
-    assert (config.grid, config.max_objects, len(config.colours), len(config.shapes)) == (2, 3, 6, 4)
+    assert (config.grid, config.max_objects, len(config.colours), len(config.shapes)) == (2, 2, 6, 4)
     generate_shapes_world(tmp_path, config)
     captions = " ".join(json.loads(line)["caption"] for line in (tmp_path / "gallery.jsonl").open())
     assert "medium" not in captions and "orange" not in captions and "center" not in captions
