@@ -12,7 +12,8 @@
 5. per seed, each variant fine-tunes that seed's base for the same steps and batch: InfoNCE (the VLM2Vec baseline,
    continuing on the pairs), the hard-labels ablation (cross-entropy over the positive and the judge-mined hard
    negatives) and UniME-V2 (symmetric KL on the judge's scores);
-6. the reranker (pairwise + listwise SFT on the mined rows), reranking the UniME-V2 embedders' top-k;
+6. the reranker (pairwise + listwise SFT on the mined rows, from the random init: starting it from the base measured
+   no better, README), reranking the UniME-V2 embedders' top-k;
 7. evaluation: MMEB-style P@1 over the world's eval sets (IND, held-out OOD, overall), gallery R@1 both ways and
    compositional accuracy; a Table-4-shaped table with mean ± std over seeds (`table.md`, `results.json`), plots
    (`plots/`), checkpoints with model cards (load with `AutoModel` and `SentenceTransformer`, trust_remote_code).
@@ -262,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
                     UniMEEmbeddingModel.from_pretrained(path).eval(),
                 )
             variant_budget, from_base = (budget, False) if args.infonce_only else (finetune, True)
-            steps.card_with_results(path, VARIANTS[name][1], variant_budget, seed, results, base=from_base)
+            mined_by = judge_notice(args) if name != "infonce" else None
+            steps.card_with_results(
+                path, VARIANTS[name][1], variant_budget, seed, results, base=from_base, judge=mined_by
+            )
             summary = summarize(results)
             per_seed[name][seed] = summary
             for key, value in summary.items():

@@ -417,7 +417,7 @@ def mine(
 
 def generative_from_embedder(embedder_path: Path, init: Path, out: Path) -> Path:
     """A generative VLM folder with the weights of a trained UniME embedder (its backbone; the LM head is tied to the
-    token embeddings), so that the judge and the reranker start from a model that has already seen the world."""
+    token embeddings), so that the stand-in judge starts from a model that has already seen the world."""
     from transformers import AutoModelForImageTextToText
 
     from unime_hf.models.modeling_unime import UniMEEmbeddingModel
@@ -440,16 +440,22 @@ DESCRIPTIONS = {
     "hard_negative_ce": "A tiny multimodal embedding model trained on the shapes world with cross-entropy"
     " over the positive and judge-mined hard negatives (hard labels; the ablation of the unime-hf demo).",
     "symmetric_kl": "A tiny multimodal embedding model trained on the shapes world the UniME-V2 way: "
-    "symmetric KL to the judge's soft scores over the positive and judge-mined hard negatives (unime-hf demo). "
-    "The judge is a stand-in: a tiny VLM trained on the world's truth, not an MLLM.",
+    "symmetric KL to the judge's soft scores over the positive and judge-mined hard negatives (unime-hf demo).",
 }
 
 
 def card_with_results(
-    path: Path, loss: str, budget: Budget, seed: int, results: dict[str, Any], base: bool = True
+    path: Path,
+    loss: str,
+    budget: Budget,
+    seed: int,
+    results: dict[str, Any],
+    base: bool = True,
+    judge: str | None = None,
 ) -> Path:
     """Rewrite an embedder's model card with what it is (by loss), its demo budget and its evaluation results.
-    `base`: it was fine-tuned from the seed's InfoNCE base embedder (else trained from the random init)."""
+    `base`: it was fine-tuned from the seed's InfoNCE base embedder (else trained from the random init); `judge`: what
+    scored its mined training rows (the demo's judge notice), for the variants trained on them."""
     from unime_hf.hub.model_card import render_embedding_card, write_model_card
 
     init = "random tiny Qwen2-VL (unime_hf.testing.tiny)"
@@ -461,7 +467,7 @@ def card_with_results(
         training=training,
         results=results,
         model_name=f"unime-hf demo: {path.parent.name}/{path.name}",
-        description=DESCRIPTIONS[loss],
+        description=DESCRIPTIONS[loss] + (f" The {judge}." if judge else ""),
         mmeb_dataset="shapes-world-mmeb-style",  # the world's MMEB-format sets, not MMEB itself
     )
     return write_model_card(card, path)
