@@ -88,6 +88,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_queries", type=int, default=None, help="Evaluate the first N queries of each set.")
     parser.add_argument("--modes", nargs="+", default=["pointwise", "listwise"], help="Reranking modes to measure.")
+    parser.add_argument(
+        "--interpolation",
+        type=float,
+        nargs="*",
+        default=[],
+        help="Also measure pointwise reranking interpolated with the embedding scores at these weights "
+        "(unime_hf.rerank.interpolate_scores).",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU).")
     parser.add_argument("--seed", type=int, default=0)
@@ -252,7 +260,9 @@ def evaluate(world: Path, embedder: Any, reranker: Any, args: argparse.Namespace
     meta_tasks = {name: value["meta_task"] for name, value in info.items()}
     splits = {name: value["split"] for name, value in info.items()}
     results: dict[str, Any] = {}
-    for mode in args.modes:
+    runs = [(mode, mode, None) for mode in args.modes]
+    runs += [(f"pointwise, interpolation {weight:g}", "pointwise", weight) for weight in args.interpolation]
+    for label, mode, weight in runs:
         reranker.stats.update(listwise_queries=0, listwise_fallbacks=0)
         ranked = _InMode(reranker, mode)
         result = evaluate_mmeb(
@@ -263,10 +273,11 @@ def evaluate(world: Path, embedder: Any, reranker: Any, args: argparse.Namespace
             splits=splits,
             reranker=ranked,
             rerank_top_k=args.top_k,
+            rerank_interpolation=weight,
             max_queries=args.max_queries,
         )
         metrics = result.metrics
-        results[mode] = {
+        results[label] = {
             "embedding_only": {key: metrics["embedding_only"][key] for key in ("overall", "ind", "ood")},
             "reranked": {key: metrics[key] for key in ("overall", "ind", "ood")},
             "datasets": {
@@ -285,6 +296,9 @@ class _InMode:
 
     def rank(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[int]:
         return self.reranker.rank(query, candidates, mode=self.mode)
+
+    def score(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[float]:
+        return self.reranker.score(query, candidates)
 
 
 def _table(results: dict[str, Any]) -> str:

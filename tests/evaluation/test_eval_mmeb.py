@@ -226,6 +226,49 @@ def test_reranker_reorders_the_top_k():
         evaluate_mmeb(data, CountingEmbedder(), reranker=Broken(), rerank_top_k=2)
 
 
+class ScoringReranker:
+    """Pointwise P(Yes) from a table; `rank` orders by it (the reranker alone)."""
+
+    def __init__(self, probabilities) -> None:
+        self.probabilities = probabilities
+
+    def score(self, query, candidates):
+        return [self.probabilities[c["text"]] for c in candidates]
+
+    def rank(self, query, candidates):
+        scores = self.score(query, candidates)
+        return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
+def test_rerank_interpolation_keeps_the_embedders_evidence():
+    # q-cat's top 2 by cosine: cat (0.994, the gold), bird (0.707). The reranker leans to bird (0.6 vs 0.4): alone it
+    # misses. Standardised over the two, the embedding gives (+1, -1) and the log-odds (-1, +1), so weight 0.5 keeps
+    # cat first (+0.5 vs -0.5) and weight 2 follows the reranker (-1 vs +1).
+    data = {"VOC2007": _rows([("q-cat", ["cat", "dog", "bird"])], "VOC2007")}
+    reranker = ScoringReranker({"cat": 0.4, "bird": 0.6, "dog": 0.9})
+    alone = evaluate_mmeb(data, CountingEmbedder(), reranker=reranker, rerank_top_k=2)
+    assert alone.predictions[0]["prediction"] == 2 and alone.metrics["rerank_interpolation"] is None
+    low = evaluate_mmeb(data, CountingEmbedder(), reranker=reranker, rerank_top_k=2, rerank_interpolation=0.5)
+    assert low.predictions[0]["prediction"] == 0 and low.metrics["overall"] == 1.0
+    assert low.metrics["rerank_interpolation"] == 0.5
+    high = evaluate_mmeb(data, CountingEmbedder(), reranker=reranker, rerank_top_k=2, rerank_interpolation=2.0)
+    assert high.predictions[0]["prediction"] == 2 and high.metrics["overall"] == 0.0
+    assert [p["gold_rank"] for p in high.predictions] == [2]  # dog (0.9) stays outside the top 2
+
+
+def test_rerank_interpolation_errors():
+    data = {"VOC2007": _rows([("q-cat", ["cat", "dog", "bird"])], "VOC2007")}
+    embedder = CountingEmbedder()
+    with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
+        evaluate_mmeb(data, embedder, reranker=ScoringReranker({}), rerank_interpolation=-1.0)
+    with pytest.raises(TypeError, match="needs a reranker with a score"):
+        evaluate_mmeb(data, embedder, reranker=ReverseReranker(), rerank_interpolation=1.0)
+    assert embedder.calls == []  # both checked before any encoding
+    bad = ScoringReranker({"cat": 0.4, "bird": 1.7})
+    with pytest.raises(ValueError, match="VOC2007 row 0: Reranker probability 1.7 at position 1"):
+        evaluate_mmeb(data, embedder, reranker=bad, rerank_top_k=2, rerank_interpolation=1.0)
+
+
 # ------------------------------------------------------------------------------------ files + a tiny model
 def _write_mmeb_files(root, images):
     """Two MMEB-eval sets in the official column layout with paths relative to `root`."""

@@ -179,16 +179,20 @@ def test_shapes_config_runs_on_a_tiny_world(tmp_path, tiny_backbones):
     assert results["compositional"]["shapes_compositional"]["num_rows"]["overall"] == 3
 
 
-def test_cli_eval_reranks_mmeb_with_a_reranker_checkpoint(fixture_dir, tiny_backbones):
+@pytest.mark.parametrize("interpolation", [None, 0.5])
+def test_cli_eval_reranks_mmeb_with_a_reranker_checkpoint(fixture_dir, tiny_backbones, interpolation):
     config = _config(fixture_dir, tiny_backbones["qwen2_vl"])
     config = {key: config[key] for key in ("model", "output_dir", "batch_size", "mmeb")}
     config["rerank"] = {"model": tiny_backbones["qwen2_vl"], "top_k": 2, "mode": "pointwise"}
+    if interpolation is not None:
+        config["rerank"]["interpolation"] = interpolation
     config_file = fixture_dir / "rerank.yaml"
     config_file.write_text(yaml.safe_dump(config))
     assert cli_main(["eval", "--config", str(config_file), "--no_progress", "--log_level", "WARNING"]) == 0
     mmeb = read_results(fixture_dir / "run")["mmeb"]
     assert mmeb["rerank_top_k"] == 2 and "overall" in mmeb["embedding_only"]
     assert mmeb["reranker"]["mode"] == "pointwise"
+    assert mmeb["reranker"]["interpolation"] == mmeb["rerank_interpolation"] == interpolation
     assert all("precision@1_embedding" in scores for scores in mmeb["datasets"].values())
     records = [
         json.loads(line) for line in (fixture_dir / "run" / "predictions" / "mmeb.jsonl").read_text().splitlines()
@@ -215,6 +219,15 @@ def test_config_errors_are_clear(tmp_path, capsys):
         EvalConfig(model="m", output_dir="o")
     with pytest.raises(ValueError, match="rerank.mode"):
         EvalConfig(model="m", output_dir="o", mmeb={"data_dir": "x"}, rerank={"model": "r", "mode": "best"})
+    with pytest.raises(ValueError, match="rerank.interpolation combines pointwise .* set rerank.mode: pointwise"):
+        EvalConfig(model="m", output_dir="o", mmeb={"data_dir": "x"}, rerank={"model": "r", "interpolation": 1})
+    with pytest.raises(ValueError, match="rerank.interpolation: The interpolation weight must be .* got -1"):
+        EvalConfig(
+            model="m",
+            output_dir="o",
+            mmeb={"data_dir": "x"},
+            rerank={"model": "r", "mode": "pointwise", "interpolation": -1},
+        )
     with pytest.raises(ValueError, match="tasks"):
         EvalConfig(model="m", output_dir="o", mmeb={"data_dir": "x"}, tasks="mmeb,retreival")
     config = EvalConfig(

@@ -108,3 +108,46 @@ def test_corpus_as_a_list_and_bad_arguments(red_image_path):
         RetrieveRerankPipeline(CountingEmbedder(), None, [])
     image_only = RetrieveRerankPipeline(CountingEmbedder(), None, [red_image_path])
     assert image_only.items == [{"text": None, "image": red_image_path}]
+
+
+class TableReranker:
+    """Pointwise P(Yes) from a table of candidate texts."""
+
+    def __init__(self, probabilities) -> None:
+        self.probabilities = probabilities
+
+    def rank(self, query, candidates):
+        raise AssertionError("an interpolating pipeline orders by score_many, not rank")
+
+    def score_many(self, queries, candidate_lists):
+        return [[self.probabilities[c["text"]] for c in candidates] for candidates in candidate_lists]
+
+
+def test_interpolation_orders_by_embedding_and_rerank_scores(corpus):
+    from unime_hf.rerank.interpolation import interpolated_order
+
+    # "red" retrieves c0 and "both" (tied near the top), then the rest; the reranker prefers "a cyan thing".
+    probabilities = {row["text"]: 0.5 for row in corpus}
+    probabilities["a cyan thing"] = 0.95
+    for weight, cyan_first in ((0.1, False), (10.0, True)):
+        pipeline = RetrieveRerankPipeline(
+            CountingEmbedder(), TableReranker(probabilities), corpus, top_k=4, mode="pointwise", interpolation=weight
+        )
+        rows = pipeline(["red"])[0]
+        by_retrieval = sorted(rows, key=lambda row: row["retrieval_rank"])
+        expected = interpolated_order(
+            [row["embedding_score"] for row in by_retrieval], [row["rerank_score"] for row in by_retrieval], weight
+        )
+        assert [row["retrieval_rank"] for row in rows] == expected
+        assert (rows[0]["text"] == "a cyan thing") is cyan_first
+        assert "a cyan thing" in [row["text"] for row in rows]  # the reranker's favourite is in the top 4
+
+
+def test_interpolation_arguments(corpus):
+    table = TableReranker({})
+    with pytest.raises(ValueError, match="needs mode='pointwise', not 'listwise'"):
+        RetrieveRerankPipeline(CountingEmbedder(), table, corpus, interpolation=1.0)
+    with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
+        RetrieveRerankPipeline(CountingEmbedder(), table, corpus, mode="pointwise", interpolation=-2.0)
+    with pytest.raises(TypeError, match="score_many"):
+        RetrieveRerankPipeline(CountingEmbedder(), ReversingReranker(), corpus, mode="pointwise", interpolation=1.0)

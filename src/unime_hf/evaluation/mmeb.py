@@ -18,7 +18,9 @@ Decisions, so that numbers can be compared:
   added (passed to `embedder.encode(..., instruction=...)`).
 - **Reranking.** An optional reranker (anything with `rank(query, candidates) -> list[int]`, a permutation, best
   first) reorders the embedder's top `rerank_top_k` candidates of every query; both the embedding-only and the
-  reranked scores are reported.
+  reranked scores are reported. With `rerank_interpolation=w` the top candidates are ordered instead by the
+  embedding similarity and the reranker's pointwise `P(Yes)` together (`reranker.score(query, candidates)`; see
+  [`~unime_hf.rerank.interpolate_scores`]).
 
 Per-query predictions hold `dataset, row, prediction` (the predicted candidate index), `gold_rank` (1-based rank of
 the gold), `correct`, `score` (similarity of the predicted candidate) and `gold_score`.
@@ -327,6 +329,7 @@ def evaluate_mmeb(
     ties: Ties = "strict",
     reranker: Reranker | None = None,
     rerank_top_k: int = 10,
+    rerank_interpolation: float | None = None,
     max_queries: int | None = None,
     show_progress: bool = False,
     encode_kwargs: Mapping[str, Any] | None = None,
@@ -353,6 +356,10 @@ def evaluate_mmeb(
             Reorders each query's top `rerank_top_k` candidates.
         rerank_top_k (`int`, *optional*, defaults to 10):
             Candidates handed to the reranker.
+        rerank_interpolation (`float`, *optional*):
+            Order the top candidates by `z(similarity) + w * z(log-odds of P(Yes))` (standardised over the
+            candidates; [`~unime_hf.rerank.interpolate_scores`]) instead of the reranker's order alone; needs a
+            reranker with `score(query, candidates)`. `None` (the default, UniME-V2): the reranker alone.
         max_queries (`int`, *optional*):
             Use only the first `max_queries` rows of each dataset (smoke runs).
         show_progress (`bool`, *optional*, defaults to `False`):
@@ -378,6 +385,15 @@ def evaluate_mmeb(
         raise ValueError(f"rerank_top_k must be >= 1, got {rerank_top_k}")
     if reranker is not None and not callable(getattr(reranker, "rank", None)):
         raise TypeError(f"{type(reranker).__name__} has no rank(query, candidates) method")
+    if rerank_interpolation is not None:
+        from unime_hf.rerank.interpolation import interpolate_scores
+
+        interpolate_scores([], [], rerank_interpolation)  # checks the weight before any encoding
+        if reranker is None or not callable(getattr(reranker, "score", None)):
+            raise TypeError(
+                "rerank_interpolation needs a reranker with a score(query, candidates) method (pointwise P(Yes)); "
+                f"got {type(reranker).__name__}"
+            )
     named = _as_named_datasets(data)
     if not named:
         raise ValueError("no MMEB datasets to evaluate")
@@ -404,6 +420,7 @@ def evaluate_mmeb(
             ties=ties,
             reranker=reranker,
             rerank_top_k=rerank_top_k,
+            rerank_interpolation=rerank_interpolation,
             show_progress=show_progress,
             encode_kwargs=encode_kwargs,
         )
@@ -426,6 +443,7 @@ def evaluate_mmeb(
         before = {n: s[f"{METRIC}_embedding"] for n, s in per_dataset.items()}
         metrics["embedding_only"] = aggregate_mmeb(before, meta_tasks, splits)
         metrics["rerank_top_k"] = rerank_top_k
+        metrics["rerank_interpolation"] = rerank_interpolation
     return MMEBResult(metrics, predictions)
 
 
@@ -457,6 +475,7 @@ def _evaluate_dataset(
     ties: Ties,
     reranker: Reranker | None,
     rerank_top_k: int,
+    rerank_interpolation: float | None,
     show_progress: bool,
     encode_kwargs: Mapping[str, Any] | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
@@ -498,7 +517,16 @@ def _evaluate_dataset(
             record["embedding_prediction"] = order[0]
             record["embedding_gold_rank"] = gold_rank(order, same_as_gold.tolist())
             hits_embedding += record["embedding_gold_rank"] == 1
-            order = _rerank(reranker, queries[row], candidates[row], order, rerank_top_k, f"{name} row {row}")
+            order = _rerank(
+                reranker,
+                queries[row],
+                candidates[row],
+                order,
+                rerank_top_k,
+                f"{name} row {row}",
+                similarities=scores.tolist(),
+                interpolation=rerank_interpolation,
+            )
         rank = gold_rank(order, same_as_gold.tolist())
         hits += rank == 1
         record.update(
@@ -525,10 +553,29 @@ def _evaluate_dataset(
 
 
 def _rerank(
-    reranker: Reranker, query: Item, candidates: list[Item], order: list[int], top_k: int, where: str
+    reranker: Reranker,
+    query: Item,
+    candidates: list[Item],
+    order: list[int],
+    top_k: int,
+    where: str,
+    similarities: list[float],
+    interpolation: float | None = None,
 ) -> list[int]:
     top = order[:top_k]
-    permutation = reranker.rank(to_embedder_item(query), [to_embedder_item(candidates[i]) for i in top])
+    items = [to_embedder_item(candidates[i]) for i in top]
+    if interpolation is None:
+        permutation = reranker.rank(to_embedder_item(query), items)
+    else:
+        from unime_hf.rerank.interpolation import interpolated_order
+
+        probabilities = [float(p) for p in reranker.score(to_embedder_item(query), items)]
+        if len(probabilities) != len(top):
+            raise ValueError(f"{where}: reranker returned {len(probabilities)} scores for {len(top)} candidates")
+        try:
+            permutation = interpolated_order([similarities[i] for i in top], probabilities, interpolation)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
     permutation = _check_permutation(permutation, len(top), where)
     return [top[i] for i in permutation] + order[top_k:]
 

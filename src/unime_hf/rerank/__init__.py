@@ -1,5 +1,6 @@
 """Reranking at inference: [`UniMEReranker`] (pointwise `P(Yes)` and listwise answers) and
-[`RetrieveRerankPipeline`] (embed, keep the top k, rerank). Names are imported lazily, so `import unime_hf.rerank`
+[`RetrieveRerankPipeline`] (embed, keep the top k, rerank), [`interpolate_scores`] (reranker and embedding
+scores combined). Names are imported lazily, so `import unime_hf.rerank`
 stays cheap.
 """
 
@@ -13,9 +14,11 @@ _LAZY: dict[str, str] = {
     "parse_listwise_answer": "unime_hf.rerank.reranker",
     "pointwise_order": "unime_hf.rerank.reranker",
     "RetrieveRerankPipeline": "unime_hf.rerank.pipeline",
+    "interpolate_scores": "unime_hf.rerank.interpolation",
 }
 
 if TYPE_CHECKING:
+    from unime_hf.rerank.interpolation import interpolate_scores as interpolate_scores
     from unime_hf.rerank.pipeline import RetrieveRerankPipeline as RetrieveRerankPipeline
     from unime_hf.rerank.reranker import UniMEReranker as UniMEReranker
     from unime_hf.rerank.reranker import parse_listwise_answer as parse_listwise_answer

@@ -50,6 +50,10 @@ class RetrieveRerankPipeline:
             Items per `encode` call batch.
         mode (`str`, *optional*, defaults to `"listwise"`):
             Reranking mode passed to the reranker (`"listwise"` or `"pointwise"`).
+        interpolation (`float`, *optional*):
+            With `mode="pointwise"`: order the top `k` by `z(embedding score) + interpolation * z(log-odds of
+            P(Yes))` ([`~unime_hf.rerank.interpolate_scores`]) instead of by `P(Yes)` alone, keeping what the
+            embedder knows. `None` (the default, UniME-V2): the reranker's order alone.
         query_instruction, candidate_instruction (`str`, *optional*):
             Instructions for the embedder (passed as `instruction=` to `encode`).
         encode_kwargs (`dict`, *optional*):
@@ -78,6 +82,7 @@ class RetrieveRerankPipeline:
         top_k: int = 10,
         batch_size: int = 16,
         mode: str = "listwise",
+        interpolation: float | None = None,
         query_instruction: str | None = None,
         candidate_instruction: str | None = None,
         encode_kwargs: Mapping[str, Any] | None = None,
@@ -89,6 +94,19 @@ class RetrieveRerankPipeline:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
         if reranker is not None and not callable(getattr(reranker, "rank", None)):
             raise TypeError(f"{type(reranker).__name__} has no rank(query, candidates) method.")
+        if interpolation is not None:
+            from unime_hf.rerank.interpolation import interpolate_scores
+
+            interpolate_scores([], [], interpolation)  # checks the weight
+            if mode != "pointwise":
+                raise ValueError(
+                    f"`interpolation` combines pointwise P(Yes) scores; it needs mode='pointwise', not {mode!r}."
+                )
+            if reranker is None or not callable(getattr(reranker, "score_many", None)):
+                raise TypeError(
+                    "`interpolation` needs a reranker with score_many(queries, candidate_lists); got "
+                    f"{type(reranker).__name__}."
+                )
         from unime_hf.mining.retrieve import as_embedder
 
         self.embedder = as_embedder(embedder)
@@ -99,6 +117,7 @@ class RetrieveRerankPipeline:
         self.top_k = min(top_k, len(self.items))
         self.batch_size = batch_size
         self.mode = mode
+        self.interpolation = interpolation
         self.query_instruction = query_instruction
         self.candidate_instruction = candidate_instruction
         self.encode_kwargs = dict(encode_kwargs or {})
@@ -168,7 +187,8 @@ class RetrieveRerankPipeline:
         Returns:
             Per query, its `top_k` results in the final order, each `{"id", "text", "image", "embedding_score",
             "retrieval_rank", "rerank_score", "rank"}` (`rerank_score`: the pointwise `P(Yes)` when the reranker
-            computed it, else `None`; ranks are 0-based). A single query gives a single list.
+            computed it, else `None`; ranks are 0-based; with `interpolation` the order is by the interpolated
+            score). A single query gives a single list.
         """
         single = isinstance(queries, (str, Mapping)) or not isinstance(queries, Sequence)
         query_list = [queries] if single else list(queries)
@@ -178,7 +198,7 @@ class RetrieveRerankPipeline:
         candidate_indices = indices.tolist()
         candidate_lists = [[self.items[j] for j in row] for row in candidate_indices]
         items = [_item(query) for query in query_list]
-        orders, rerank_scores = self._rerank(items, candidate_lists)
+        orders, rerank_scores = self._rerank(items, candidate_lists, scores.tolist())
         results = []
         for q, order in enumerate(orders):
             rows = []
@@ -199,11 +219,23 @@ class RetrieveRerankPipeline:
         return results[0] if single else results
 
     def _rerank(
-        self, queries: list[dict[str, Any]], candidate_lists: list[list[dict[str, Any]]]
+        self,
+        queries: list[dict[str, Any]],
+        candidate_lists: list[list[dict[str, Any]]],
+        embedding_scores: list[list[float]],
     ) -> tuple[list[list[int]], list[list[float]] | None]:
         size = len(candidate_lists[0])
         if self.reranker is None:
             return [list(range(size)) for _ in queries], None
+        if self.interpolation is not None:
+            from unime_hf.rerank.interpolation import interpolated_order
+
+            scores = self.reranker.score_many(queries, candidate_lists)
+            orders = [
+                interpolated_order(row_embedding, row, self.interpolation)
+                for row_embedding, row in zip(embedding_scores, scores, strict=True)
+            ]
+            return orders, scores
         if self.mode == "pointwise" and hasattr(self.reranker, "score_many"):
             from unime_hf.rerank.reranker import pointwise_order
 

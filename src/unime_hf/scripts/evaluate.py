@@ -52,7 +52,7 @@ RETRIEVAL_KEYS = ("path", "image_root", "split", "max_images", "image_prompt", "
 
 COMPOSITIONAL_KEYS = ("path", "image_root", "image_prompt", "text_prompt")
 PLOTS_KEYS = ("modality_gap", "judge_scores", "judge_threshold")
-RERANK_KEYS = ("model", "top_k", "mode", "batch_size", "rest_order")
+RERANK_KEYS = ("model", "top_k", "mode", "batch_size", "rest_order", "interpolation")
 
 
 def _unknown_keys(where: str, given: Mapping[str, Any], known: Sequence[str]) -> None:
@@ -112,7 +112,9 @@ class EvalConfig:
         rerank (`dict`, *optional*):
             Rerank every MMEB query's top candidates with a UniME-V2 reranker ([`~unime_hf.rerank.UniMEReranker`]):
             `model` (checkpoint), `top_k` (default 10), `mode` (`listwise`, the default, or `pointwise`),
-            `batch_size`, `rest_order`. Both the embedding-only and the reranked scores are reported.
+            `batch_size`, `rest_order`, `interpolation` (a weight `w`: order the top candidates by the embedding
+            similarity and the reranker's `P(Yes)` together, see [`~unime_hf.rerank.interpolate_scores`]; needs
+            `mode: pointwise`). Both the embedding-only and the reranked scores are reported.
     """
 
     model: str
@@ -172,6 +174,17 @@ class EvalConfig:
                 raise ValueError("rerank: needs a `model` (a reranker checkpoint)")
             if self.rerank.get("mode", "listwise") not in ("listwise", "pointwise"):
                 raise ValueError(f"rerank.mode must be 'listwise' or 'pointwise', got {self.rerank['mode']!r}")
+            if self.rerank.get("interpolation") is not None:
+                from unime_hf.rerank.interpolation import interpolate_scores
+
+                if self.rerank.get("mode", "listwise") != "pointwise":
+                    raise ValueError(
+                        "rerank.interpolation combines pointwise P(Yes) scores: set rerank.mode: pointwise"
+                    )
+                try:
+                    interpolate_scores([], [], self.rerank["interpolation"])
+                except ValueError as err:
+                    raise ValueError(f"rerank.interpolation: {err}") from None
         if not self.selected_tasks():
             raise ValueError("nothing to evaluate: configure `mmeb`, `retrieval` or `compositional` (or fix `tasks`)")
 
@@ -311,6 +324,7 @@ def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict
         ties=config.ties,
         reranker=reranker,
         rerank_top_k=int(config.rerank.get("top_k", 10)) if config.rerank else 10,
+        rerank_interpolation=config.rerank.get("interpolation") if config.rerank else None,
         max_queries=config.max_queries,
         show_progress=config.show_progress,
     )
@@ -318,6 +332,7 @@ def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict
         result.metrics["reranker"] = {
             "model": str(config.rerank["model"]),
             "mode": reranker.mode,
+            "interpolation": config.rerank.get("interpolation"),
             "stats": dict(getattr(reranker.reranker, "stats", {})),
         }
     for name, paths in sources.items():
@@ -337,6 +352,9 @@ class _RerankerWithMode:
 
     def rank(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[int]:
         return self.reranker.rank(query, candidates, mode=self.mode)
+
+    def score(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[float]:
+        return self.reranker.score(query, candidates)
 
 
 def _load_reranker(config: EvalConfig) -> _RerankerWithMode:
