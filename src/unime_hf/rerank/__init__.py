@@ -1,7 +1,6 @@
-"""Reranking at inference: [`UniMEReranker`] (pointwise `P(Yes)` and listwise answers) and
-[`RetrieveRerankPipeline`] (embed, keep the top k, rerank), [`interpolate_scores`] (reranker and embedding
-scores combined). Names are imported lazily, so `import unime_hf.rerank`
-stays cheap.
+"""Reranking at inference: [`UniMEReranker`] (pointwise `P(Yes)` and listwise answers), [`RetrieveRerankPipeline`]
+(embed, keep the top k, rerank) and [`interpolate_scores`] (reranker and embedding scores combined). Names are
+imported lazily, so `import unime_hf.rerank` stays cheap.
 """
 
 from __future__ import annotations
