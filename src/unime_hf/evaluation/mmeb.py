@@ -386,9 +386,9 @@ def evaluate_mmeb(
     if reranker is not None and not callable(getattr(reranker, "rank", None)):
         raise TypeError(f"{type(reranker).__name__} has no rank(query, candidates) method")
     if rerank_interpolation is not None:
-        from unime_hf.rerank.interpolation import interpolate_scores
+        from unime_hf.rerank.interpolation import check_interpolation_weight
 
-        interpolate_scores([], [], rerank_interpolation)  # checks the weight before any encoding
+        check_interpolation_weight(rerank_interpolation)  # before any encoding
         if reranker is None or not callable(getattr(reranker, "score", None)):
             raise TypeError(
                 "rerank_interpolation needs a reranker with a score(query, candidates) method (pointwise P(Yes)); "

@@ -21,6 +21,12 @@ def _standardise(values: Sequence[float]) -> list[float]:
     return [(value - mean) / std if std > 0 else 0.0 for value in values]
 
 
+def check_interpolation_weight(weight: float) -> None:
+    """Raise a `ValueError` unless `weight` is a finite number `>= 0` (a bool is not a weight)."""
+    if not isinstance(weight, int | float) or isinstance(weight, bool) or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"The interpolation weight must be a finite number >= 0, got {weight!r}.")
+
+
 def interpolate_scores(
     embedding_scores: Sequence[float], rerank_probabilities: Sequence[float], weight: float
 ) -> list[float]:
@@ -50,8 +56,7 @@ def interpolate_scores(
     [-1.0, 1.0]
     ```
     """
-    if not isinstance(weight, int | float) or isinstance(weight, bool) or not math.isfinite(weight) or weight < 0:
-        raise ValueError(f"The interpolation weight must be a finite number >= 0, got {weight!r}.")
+    check_interpolation_weight(weight)
     if len(embedding_scores) != len(rerank_probabilities):
         raise ValueError(
             f"{len(embedding_scores)} embedding scores for {len(rerank_probabilities)} reranker probabilities."

@@ -95,9 +95,9 @@ class RetrieveRerankPipeline:
         if reranker is not None and not callable(getattr(reranker, "rank", None)):
             raise TypeError(f"{type(reranker).__name__} has no rank(query, candidates) method.")
         if interpolation is not None:
-            from unime_hf.rerank.interpolation import interpolate_scores
+            from unime_hf.rerank.interpolation import check_interpolation_weight
 
-            interpolate_scores([], [], interpolation)  # checks the weight
+            check_interpolation_weight(interpolation)
             if mode != "pointwise":
                 raise ValueError(
                     f"`interpolation` combines pointwise P(Yes) scores; it needs mode='pointwise', not {mode!r}."

@@ -175,14 +175,14 @@ class EvalConfig:
             if self.rerank.get("mode", "listwise") not in ("listwise", "pointwise"):
                 raise ValueError(f"rerank.mode must be 'listwise' or 'pointwise', got {self.rerank['mode']!r}")
             if self.rerank.get("interpolation") is not None:
-                from unime_hf.rerank.interpolation import interpolate_scores
+                from unime_hf.rerank.interpolation import check_interpolation_weight
 
                 if self.rerank.get("mode", "listwise") != "pointwise":
                     raise ValueError(
                         "rerank.interpolation combines pointwise P(Yes) scores: set rerank.mode: pointwise"
                     )
                 try:
-                    interpolate_scores([], [], self.rerank["interpolation"])
+                    check_interpolation_weight(self.rerank["interpolation"])
                 except ValueError as err:
                     raise ValueError(f"rerank.interpolation: {err}") from None
         if not self.selected_tasks():
