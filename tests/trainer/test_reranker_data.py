@@ -168,6 +168,79 @@ def test_rows_are_seeded(mined_data):
     assert first.to_list() != other.to_list()
 
 
+@pytest.fixture(scope="module")
+def grouped_mined(tmp_path_factory):
+    """Seven queries with positives c0..c6 in groups A (q0-q2), B (q3-q5) and C (q6 alone); q0's judge scored
+    c1 (another query's positive) above its positive's score - beta, a false negative."""
+    mined, corpus = make_mined(tmp_path_factory.mktemp("grouped"), num_queries=7)
+    candidates = [["c1", "c7"] if i == 0 else [] for i in range(7)]
+    scores = [[0.99, 0.2] if i == 0 else [] for i in range(7)]
+    mined = mined.add_column("dataset", ["A"] * 3 + ["B"] * 3 + ["C"])
+    mined = mined.add_column("candidate_ids", candidates).add_column("candidate_scores", scores)
+    return mined, corpus
+
+
+def test_random_negatives_are_other_positives_of_the_group(grouped_mined, caplog):
+    mined, corpus = grouped_mined
+    with caplog.at_level("WARNING", logger="unime_hf.trainer.reranker_data"):
+        rows = build_reranker_rows(
+            mined,
+            corpus,
+            pairwise_ratio=0,
+            listwise_ratio=0,
+            random_negative_ratio=20,
+            negative_group_column="dataset",
+        )
+    assert "1 of 7 queries have no other positive with the same 'dataset'" in caplog.text
+    drawn: dict[str, Counter] = {}
+    for yes, no in zip(rows.select(range(0, len(rows), 2)), rows.select(range(1, len(rows), 2))):
+        assert (yes["answer"], no["answer"]) == ("Yes", "No")
+        assert yes["query_id"] == no["query_id"] and yes["task"] == no["task"] == PAIRWISE
+        query = int(yes["query_id"][1:])
+        assert yes["candidate_ids"] == [f"c{query}"]
+        (negative,) = no["candidate_ids"]
+        drawn.setdefault(yes["query_id"], Counter())[negative] += 1
+        item = corpus[int(negative[1:])]
+        assert _strip_placeholder(item["text"]).strip() in _texts(no["prompt"])
+        assert no["images"] == ([yes["images"][0]] if mined[query]["query_image"] else []) + (
+            [item["image"]] if item["image"] else []
+        )
+    # q0: c2 only (c0 is its positive, c1 a judged false negative); q1, q2: the other two of group A; q6: nothing.
+    assert drawn["q0"] == Counter({"c2": 20})
+    assert set(drawn["q1"]) == {"c0", "c2"} and set(drawn["q2"]) == {"c0", "c1"}
+    assert all(set(drawn[f"q{q}"]) == {"c3", "c4", "c5"} - {f"c{q}"} for q in (3, 4, 5))
+    assert all(sum(drawn[f"q{q}"].values()) == 20 for q in range(6)) and "q6" not in drawn
+
+
+def test_random_negatives_leave_the_paper_rows_as_they_were(grouped_mined):
+    mined, corpus = grouped_mined
+    paper = build_reranker_rows(mined, corpus, list_size=3, pairwise_ratio=1.5, listwise_ratio=1, seed=3)
+    mixed = build_reranker_rows(
+        mined, corpus, list_size=3, pairwise_ratio=1.5, listwise_ratio=1, seed=3, random_negative_ratio=2
+    )
+    positives = set(mined["pos_id"])
+    for query in mined["query_id"]:
+        before = [r for r in paper if r["query_id"] == query]
+        after = [r for r in mixed if r["query_id"] == query]
+        pairwise = sum(r["task"] == PAIRWISE for r in before)
+        added = after[pairwise : len(after) - (len(before) - pairwise)]
+        # Per query: the paper's pairwise rows, then the random groups (Yes, No), then the paper's listwise rows.
+        assert after[:pairwise] + after[pairwise + len(added) :] == before
+        assert [r["answer"] for r in added] == ["Yes", "No", "Yes", "No"]
+        assert all(r["candidate_ids"][0] in positives - {"c" + query[1:]} for r in added[1::2])
+
+
+def test_random_negative_errors_name_what_is_wrong(grouped_mined):
+    mined, corpus = grouped_mined
+    with pytest.raises(DataFormatError, match=r"train: `negative_group_column` 'source' is not a column"):
+        build_reranker_rows(mined, corpus, random_negative_ratio=1, negative_group_column="source")
+    short = mined.map(lambda row, i: {"candidate_scores": [0.5]} if i == 0 else {}, with_indices=True)
+    with pytest.raises(DataFormatError, match=r"row 0, column 'candidate_scores': 1 scores for 2 candidates"):
+        build_reranker_rows(short, corpus, random_negative_ratio=1)
+    with pytest.raises(ValueError, match="`random_negative_ratio` must be a number >= 0, got -1"):
+        build_reranker_rows(mined, corpus, random_negative_ratio=-1)
+
+
 def test_ranked_negatives_drop_repeats_and_the_positive():
     assert ranked_negatives(["a", "b", "a", "p", "c"], [0.3, 0.9, 0.3, 1.0, 0.3], exclude="p") == ["b", "a", "c"]
 
@@ -195,7 +268,7 @@ def test_bad_data_names_the_row(mined_data):
         build_reranker_rows(empty, corpus)
     with pytest.raises(ValueError, match="list_size"):
         build_reranker_rows(mined, corpus, list_size=0)
-    with pytest.raises(ValueError, match="both 0"):
+    with pytest.raises(ValueError, match="are all 0"):
         build_reranker_rows(mined, corpus, pairwise_ratio=0, listwise_ratio=0)
 
 

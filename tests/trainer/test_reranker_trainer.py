@@ -96,7 +96,8 @@ def test_config_defaults_follow_the_paper(tmp_path):
         ({"lora_dropout": 1.0}, "lora_dropout"),
         ({"list_size": 0}, "list_size"),
         ({"listwise_ratio": -1}, "listwise_ratio"),
-        ({"pairwise_ratio": 0, "listwise_ratio": 0}, "both 0"),
+        ({"pairwise_ratio": 0, "listwise_ratio": 0}, "are all 0"),
+        ({"random_negative_ratio": -0.5}, "random_negative_ratio"),
         ({"completion_only_loss": False}, "completion_only_loss"),
         ({"packing": True}, "packing"),
         ({"judge_prompt": "no fields"}, r"\{query\}"),
@@ -161,6 +162,20 @@ def test_args_none_and_a_model_object(tmp_path, monkeypatch, tiny_backbones, min
     assert isinstance(trainer.args, RerankerSFTConfig)
     assert trainer.args.output_dir.endswith("qwen2_vl-reranker")
     assert trainer.args.lora_r == 128 and trainer.model.peft_config["default"].r == 128
+
+
+def test_trainer_builds_random_negative_rows_from_its_config(tmp_path, tiny_backbones, mined_data):
+    from unime_hf.trainer.reranker_trainer import RerankerSFTTrainer
+
+    mined, corpus = mined_data
+    args = _args(tmp_path, pairwise_ratio=0, listwise_ratio=0, random_negative_ratio=2)
+    trainer = RerankerSFTTrainer(tiny_backbones["qwen2_vl"], args=args, train_dataset=mined, corpus=corpus)
+    rows = trainer.train_dataset
+    assert len(rows) == 4 * len(mined) and set(rows["task"]) == {"pairwise"}
+    positives = dict(zip(mined["query_id"], mined["pos_id"]))
+    for query, answer, (candidate,) in zip(rows["query_id"], rows["answer"], rows["candidate_ids"]):
+        assert (candidate == positives[query]) == (answer == "Yes")
+        assert candidate in positives.values()
 
 
 def test_mined_rows_need_a_corpus(tmp_path, tiny_backbones, mined_data):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from unime_hf.data.schema import CANDIDATE_IDS, CANDIDATE_SCORES, POS_SCORE
 from unime_hf.mining.shards import ShardedRunner, default_state, hash_dataset, progress_bar
 from unime_hf.scoring import JUDGE_PROMPT, PairError, YesNoScorer
 
@@ -27,10 +28,6 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 logger = logging.getLogger(__name__)
-
-POS_SCORE = "pos_score"
-CANDIDATE_SCORES = "candidate_scores"
-CANDIDATE_IDS = "candidate_ids"
 
 DEFAULT_SHARD_SIZE = 1000
 _HASH_BATCH_SIZE = 10_000

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 HARD_NEGATIVE_IDS = "hard_negative_ids"
 HARD_NEGATIVE_SCORES = "hard_negative_scores"
 FALLBACK_SCORE = 1.0
+#: Default false-negative margin: a candidate the judge scores above `pos_score - beta` is not a negative.
+DEFAULT_BETA = 0.01
 _BATCH_SIZE = 1000
 
 
@@ -63,7 +65,7 @@ class SamplingStats:
 def select_hard_negatives(
     candidate_scores: list[float],
     pos_score: float,
-    beta: float = 0.01,
+    beta: float = DEFAULT_BETA,
     num_negatives: int = 10,
     interval: int = 5,
     rng: np.random.Generator | None = None,
@@ -94,7 +96,7 @@ def select_hard_negatives(
 
 def sample_hard_negatives(
     dataset: Dataset,
-    beta: float = 0.01,
+    beta: float = DEFAULT_BETA,
     num_negatives: int = 10,
     interval: int = 5,
     seed: int = 0,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from trl import SFTConfig
 
 from unime_hf.scoring import JUDGE_PROMPT, check_prompt_template
-from unime_hf.trainer.reranker_data import LISTWISE_PROMPT, check_listwise_template
+from unime_hf.trainer.reranker_data import LISTWISE_PROMPT, check_listwise_template, check_row_ratios
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,12 @@ class RerankerSFTConfig(SFTConfig):
             Pairwise groups (a `Yes` row and a `No` row) per query when the trainer builds rows from mined data.
         listwise_ratio (`float`, *optional*, defaults to `1.0`):
             Listwise rows per query when the trainer builds rows from mined data; 0 trains pairwise only.
+        random_negative_ratio (`float`, *optional*, defaults to `0.0`):
+            Pairwise groups per query whose `No` row has a random negative (the positive of another mined query)
+            instead of a mined hard one. Not in the paper; easy negatives that a small reranker learns from first
+            (see [`~unime_hf.trainer.reranker_data.build_reranker_rows`]).
+        negative_group_column (`str`, *optional*):
+            Column of the mined rows (e.g. `dataset`) that bounds the random draws to queries with the same value.
         judge_prompt (`str`, *optional*, defaults to [`~unime_hf.scoring.JUDGE_PROMPT`]):
             Pairwise prompt, with `{query}` and `{candidate}`; the pointwise score at inference uses the same one.
         listwise_prompt (`str`, *optional*, defaults to [`~unime_hf.trainer.reranker_data.LISTWISE_PROMPT`]):
@@ -95,6 +101,14 @@ class RerankerSFTConfig(SFTConfig):
         default=1.0, metadata={"help": "Pairwise (Yes row + No row) groups per mined query; 0 turns them off."}
     )
     listwise_ratio: float = field(default=1.0, metadata={"help": "Listwise rows per mined query; 0 turns them off."})
+    random_negative_ratio: float = field(
+        default=0.0,
+        metadata={"help": "Pairwise groups per mined query with a random negative (another query's positive)."},
+    )
+    negative_group_column: str | None = field(
+        default=None,
+        metadata={"help": "Mined-row column whose value bounds the random negatives (e.g. dataset); default: none."},
+    )
     judge_prompt: str = field(
         default=JUDGE_PROMPT, metadata={"help": "Pairwise prompt with {query} and {candidate} (the judge prompt)."}
     )
@@ -148,14 +162,13 @@ class RerankerSFTConfig(SFTConfig):
             )
         if not isinstance(self.list_size, int) or self.list_size < 1:
             raise ValueError(f"`list_size` must be an int >= 1, got {self.list_size!r}; top-5 reranking uses 4.")
-        for name in ("pairwise_ratio", "listwise_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"`{name}` must be a number >= 0, got {value!r}.")
-        if self.pairwise_ratio == 0 and self.listwise_ratio == 0:
-            raise ValueError(
-                "`pairwise_ratio` and `listwise_ratio` are both 0: set at least one above 0 (paper: 1, 1)."
-            )
+        check_row_ratios(
+            {
+                "pairwise_ratio": self.pairwise_ratio,
+                "listwise_ratio": self.listwise_ratio,
+                "random_negative_ratio": self.random_negative_ratio,
+            }
+        )
         check_prompt_template(self.judge_prompt)
         check_listwise_template(self.listwise_prompt)
         if self.completion_only_loss is False:

@@ -6,7 +6,10 @@ Each mined query gives
 - **pairwise** rows, with the judge prompt of [`~unime_hf.scoring.JUDGE_PROMPT`]: (query, positive) -> `Yes` and
   (query, hardest negative = highest judge score among the hard negatives) -> `No`;
 - **listwise** rows, with [`LISTWISE_PROMPT`]: the top `list_size` hard negatives by judge score, in a random order,
-  with the positive inserted at a uniformly random position `k` in `1..n+1` (`n` = negatives used) -> `(k)`.
+  with the positive inserted at a uniformly random position `k` in `1..n+1` (`n` = negatives used) -> `(k)`;
+- optionally (not in the paper) **random-negative** pairwise rows: (query, positive) -> `Yes` and (query, the positive
+  of another mined query, drawn at random) -> `No`; easy negatives a small reranker learns to match with before the
+  hard ones (measured on the shapes world in the README).
 
 Query and candidate texts always stay in the prompt (the authors' code lost them through a key mismatch); images are
 `{"type": "image"}` parts at the item's `<|image_1|>` placeholder, or before its text. A row is
@@ -36,6 +39,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from unime_hf.data.schema import (
+    CANDIDATE_IDS,
+    CANDIDATE_SCORES,
     HARD_NEGATIVE_IDS,
     HARD_NEGATIVE_SCORES,
     ID,
@@ -43,6 +48,7 @@ from unime_hf.data.schema import (
     MINED_COLUMNS,
     POS_ID,
     POS_IMAGE,
+    POS_SCORE,
     POS_TEXT,
     QUERY_ID,
     QUERY_IMAGE,
@@ -52,6 +58,7 @@ from unime_hf.data.schema import (
     columns_error,
     row_error,
 )
+from unime_hf.mining.sample import DEFAULT_BETA
 from unime_hf.models.processing_unime import MMEB_IMAGE_PLACEHOLDER, ItemError
 from unime_hf.scoring import JUDGE_PROMPT, PreparedPair, build_pair_content, check_prompt_template, normalize_item
 
@@ -253,6 +260,77 @@ def _check_item(source: str, row: int, column: str, item: Mapping[str, Any], pre
         raise row_error(source, row, column, f"{prefix}{reason} Give every item a text, an image or both.") from err
 
 
+def check_row_ratios(ratios: Mapping[str, Any]) -> None:
+    """Each of the rows-per-query ratios (`pairwise_ratio`, ...) is a number >= 0 and not all of them are 0."""
+    for name, ratio in ratios.items():
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < 0:
+            raise ValueError(f"`{name}` must be a number >= 0, got {ratio!r}.")
+    if not any(ratios.values()):
+        raise ValueError(f"{', '.join(f'`{name}`' for name in ratios)} are all 0: no rows would be built.")
+
+
+class RandomNegativePools:
+    """Where the random negatives of [`build_reranker_rows`] come from: the distinct positives of the mined queries,
+    per value of `group_column` (one pool when it is None), minus, for each query, its own positive and the retrieved
+    candidates its judge scored above `pos_score - beta`."""
+
+    _TRIES = 32  # rejection draws before the exact (slower) draw from the filtered pool
+
+    def __init__(self, mined: datasets.Dataset, group_column: str | None, beta: float, source: str) -> None:
+        if group_column is not None and group_column not in mined.column_names:
+            raise DataFormatError(
+                f"{source}: `negative_group_column` {group_column!r} is not a column; columns: {mined.column_names}"
+            )
+        columns = [POS_ID, POS_TEXT, POS_IMAGE] + ([group_column] if group_column else [])
+        view = mined.select_columns(columns)
+        self.groups: list[Any] = list(view[group_column]) if group_column else [None] * len(mined)
+        self.pools: dict[Any, list[str]] = {}
+        self.items: dict[str, dict[str, Any]] = {}
+        seen: dict[Any, set[str]] = {}
+        texts, images = view[POS_TEXT], view[POS_IMAGE]
+        for row, (group, identifier) in enumerate(zip(self.groups, view[POS_ID])):
+            try:
+                members = seen.setdefault(group, set())
+            except TypeError:
+                raise row_error(source, row, group_column, f"{group!r} cannot name a group (use a string)") from None
+            if identifier not in members:
+                members.add(identifier)
+                self.pools.setdefault(group, []).append(identifier)
+                self.items.setdefault(identifier, {"text": texts[row], "image": images[row]})
+        self.excluded = self._judged_positives(mined, beta, source)
+        self.empty: set[int] = set()
+
+    @staticmethod
+    def _judged_positives(mined: datasets.Dataset, beta: float, source: str) -> list[set[str]]:
+        """Per row, its positive and the candidates the judge scored above `pos_score - beta`."""
+        has_scores = CANDIDATE_IDS in mined.column_names and CANDIDATE_SCORES in mined.column_names
+        columns = [POS_ID, POS_SCORE] + ([CANDIDATE_IDS, CANDIDATE_SCORES] if has_scores else [])
+        excluded = []
+        for row, example in enumerate(mined.select_columns(columns)):
+            banned = {example[POS_ID]}
+            if has_scores:
+                ids, scores = example[CANDIDATE_IDS] or [], example[CANDIDATE_SCORES] or []
+                if len(ids) != len(scores):
+                    raise row_error(source, row, CANDIDATE_SCORES, f"{len(scores)} scores for {len(ids)} candidates")
+                banned.update(c for c, score in zip(ids, scores) if score > example[POS_SCORE] - beta)
+            excluded.append(banned)
+        return excluded
+
+    def draw(self, row: int, rng: random.Random) -> tuple[str, dict[str, Any]] | None:
+        """A random negative `(id, item)` for mined row `row`, or None (recorded in `empty`) when none is left."""
+        pool, banned = self.pools[self.groups[row]], self.excluded[row]
+        for _ in range(self._TRIES):
+            identifier = pool[rng.randrange(len(pool))]
+            if identifier not in banned:
+                return identifier, self.items[identifier]
+        allowed = [identifier for identifier in pool if identifier not in banned]
+        if not allowed:
+            self.empty.add(row)
+            return None
+        identifier = rng.choice(allowed)
+        return identifier, self.items[identifier]
+
+
 def build_reranker_rows(
     mined: datasets.Dataset,
     corpus: datasets.Dataset,
@@ -260,6 +338,9 @@ def build_reranker_rows(
     list_size: int = 4,
     pairwise_ratio: float = 1.0,
     listwise_ratio: float = 1.0,
+    random_negative_ratio: float = 0.0,
+    negative_group_column: str | None = None,
+    beta: float = DEFAULT_BETA,
     seed: int = 0,
     judge_prompt: str = JUDGE_PROMPT,
     listwise_prompt: str = LISTWISE_PROMPT,
@@ -282,6 +363,19 @@ def build_reranker_rows(
             query (1.5: one or two groups, half the queries each). 0 turns pairwise rows off.
         listwise_ratio (`float`, *optional*, defaults to 1.0):
             Listwise rows per query, drawn the same way; each row has its own random order and positive position.
+        random_negative_ratio (`float`, *optional*, defaults to 0.0):
+            Random-negative pairwise groups per query (not in the paper): a `Yes` row (query, positive) and a `No` row
+            (query, the positive of another mined query, drawn uniformly). Never drawn: the query's own positive and
+            any of its retrieved candidates the judge scored above `pos_score - beta` (when the rows keep
+            `candidate_ids` / `candidate_scores`, as [`~unime_hf.mining.sample_hard_negatives`] leaves them).
+            Easy negatives that let a small reranker learn to match before it meets the hard ones.
+        negative_group_column (`str`, *optional*):
+            Column of `mined` (e.g. the source dataset) whose value bounds the random draws: a query's random negative
+            is the positive of a query with the same value, as each MMEB training set has its own candidates.
+            Default: all mined queries.
+        beta (`float`, *optional*, defaults to 0.01):
+            The false-negative margin of mining (METHOD.md §2), used to keep judged false negatives out of the random
+            draws.
         seed (`int`, *optional*, defaults to 0):
             Seed of the random choices; row `i` draws from its own generator, so the result does not depend on the
             order rows are processed in.
@@ -293,12 +387,12 @@ def build_reranker_rows(
             Name of `mined` in error messages.
 
     Returns:
-        `datasets.Dataset` with the columns of [`reranker_features`]; for each query its pairwise rows come first,
-        then its listwise rows.
+        `datasets.Dataset` with the columns of [`reranker_features`]; for each query its pairwise rows come first
+        (hard negatives, then random ones), then its listwise rows.
 
     Raises:
-        [`~unime_hf.data.DataFormatError`]: for missing columns, an id that is not in the corpus, or an empty item,
-        naming the row and column.
+        [`~unime_hf.data.DataFormatError`]: for missing columns, an id that is not in the corpus, an empty item, or
+        candidate ids and scores of different lengths, naming the row and column.
 
     Example:
 
@@ -312,14 +406,18 @@ def build_reranker_rows(
 
     if not isinstance(list_size, int) or list_size < 1:
         raise ValueError(f"`list_size` must be an int >= 1, got {list_size!r}; the paper's top-5 reranking uses 4.")
-    for name, ratio in (("pairwise_ratio", pairwise_ratio), ("listwise_ratio", listwise_ratio)):
-        if not isinstance(ratio, int | float) or ratio < 0:
-            raise ValueError(f"`{name}` must be a number >= 0, got {ratio!r}.")
-    if pairwise_ratio == 0 and listwise_ratio == 0:
-        raise ValueError("`pairwise_ratio` and `listwise_ratio` are both 0: no rows would be built.")
+    ratios = {
+        "pairwise_ratio": pairwise_ratio,
+        "listwise_ratio": listwise_ratio,
+        "random_negative_ratio": random_negative_ratio,
+    }
+    check_row_ratios(ratios)
     check_prompt_template(judge_prompt)
     check_listwise_template(listwise_prompt)
     columns_error(source, mined.column_names, MINED_COLUMNS)
+    random_pools = (
+        RandomNegativePools(mined, negative_group_column, beta, source) if random_negative_ratio > 0 else None
+    )
     columns_error("corpus", corpus.column_names, (ID, TEXT, IMAGE))
     items = {
         identifier: {"text": text, "image": image}
@@ -346,12 +444,26 @@ def build_reranker_rows(
         for identifier in negatives[: max(list_size, math.ceil(pairwise_ratio))]:
             _check_item(source, row, HARD_NEGATIVE_IDS, items[identifier], f"corpus item {identifier!r}: ")
         try:
+            pair_negatives: list[tuple[str, Mapping[str, Any]] | None] = []  # None: a Yes row alone
             for group in range(_draw_count(rng, pairwise_ratio)):
-                prepared = build_pair_content(query, positive, judge_prompt, row)
-                rows.append(_row(prepared, YES, PAIRWISE, query_id, [pos_id], 0))
                 if negatives:
                     negative_id = negatives[group % len(negatives)]
-                    prepared = build_pair_content(query, items[negative_id], judge_prompt, row)
+                    pair_negatives.append((negative_id, items[negative_id]))
+                else:
+                    pair_negatives.append(None)
+            if random_pools is not None:
+                random_rng = random.Random(f"random-negatives:{seed}:{row}")
+                for _ in range(_draw_count(random_rng, random_negative_ratio)):
+                    drawn = random_pools.draw(row, random_rng)
+                    if drawn is None:
+                        break
+                    pair_negatives.append(drawn)
+            for pair_negative in pair_negatives:
+                prepared = build_pair_content(query, positive, judge_prompt, row)
+                rows.append(_row(prepared, YES, PAIRWISE, query_id, [pos_id], 0))
+                if pair_negative is not None:
+                    negative_id, negative = pair_negative
+                    prepared = build_pair_content(query, negative, judge_prompt, row)
                     rows.append(_row(prepared, NO, PAIRWISE, query_id, [negative_id], 0))
             listwise_rows = _draw_count(rng, listwise_ratio)
             if listwise_rows and not negatives:
@@ -368,6 +480,14 @@ def build_reranker_rows(
                 rows.append(_row(prepared, answer, LISTWISE, query_id, candidate_ids, target))
         except ItemError as err:  # checked above; kept so that no item error escapes without the source
             raise DataFormatError(f"{source}: row {row}: {err}") from err
+    if random_pools is not None and random_pools.empty:
+        logger.warning(
+            "%d of %d queries have no other positive%s to draw a random negative from: no random-negative rows for "
+            "them.",
+            len(random_pools.empty),
+            len(mined),
+            f" with the same {negative_group_column!r}" if negative_group_column else "",
+        )
     if skipped_listwise:
         logger.warning(
             "%d of %d queries have no hard negatives: no listwise rows for them.", skipped_listwise, len(mined)

@@ -143,7 +143,8 @@ class RerankerSFTTrainer(SFTTrainer):
         train_dataset (`datasets.Dataset`):
             Either reranker rows ([`~unime_hf.trainer.reranker_data.build_reranker_rows`]) or mined rows
             (`query_*`, `pos_*`, `hard_negative_ids`, `hard_negative_scores`), from which rows are built with
-            `args.list_size`, `args.pairwise_ratio`, `args.listwise_ratio` and `args.seed` (mined rows need `corpus`).
+            `args.list_size`, `args.pairwise_ratio`, `args.listwise_ratio`, `args.random_negative_ratio`,
+            `args.negative_group_column` and `args.seed` (mined rows need `corpus`).
         eval_dataset (`datasets.Dataset` or `dict[str, datasets.Dataset]`, *optional*):
             Like `train_dataset`.
         processing_class (`ProcessorMixin`, *optional*):
@@ -300,6 +301,8 @@ class RerankerSFTTrainer(SFTTrainer):
             list_size=args.list_size,
             pairwise_ratio=args.pairwise_ratio,
             listwise_ratio=args.listwise_ratio,
+            random_negative_ratio=args.random_negative_ratio,
+            negative_group_column=args.negative_group_column,
             seed=args.data_seed if args.data_seed is not None else args.seed,
             judge_prompt=args.judge_prompt,
             listwise_prompt=args.listwise_prompt,
@@ -378,6 +381,7 @@ class RerankerSFTTrainer(SFTTrainer):
             "Listwise candidates (x + 1)": args.list_size + 1,
             "Pairwise groups per query": args.pairwise_ratio,
             "Listwise rows per query": args.listwise_ratio,
+            "Random-negative pairwise groups per query": args.random_negative_ratio,
             "Loss": "next-token cross-entropy on the answer tokens (L_pair + L_list)",
         }
         return summary
