@@ -67,6 +67,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="runs/shapes/rerank", help="Folder for the embedder, mined data, reranker.")
     parser.add_argument("--embedding", default=None, help="A trained embedding checkpoint (default: train one).")
+    parser.add_argument(
+        "--reranker", default=None, help="A trained reranker to measure (skips mining and reranker training)."
+    )
     parser.add_argument("--embedding_steps", type=int, default=1500, help="Steps of the embedding training.")
     parser.add_argument("--reranker_steps", type=int, default=3000, help="Steps of the reranker training.")
     parser.add_argument(
@@ -178,16 +181,15 @@ def mine(world: Path, embedder: Any, out: Path, top_k: int, batch_size: int, see
         parts = []
         for task, (pair_rows, pool) in task_pools(world, pairs, corpus, truth).items():
             logger.info("Mining %s: %d queries over a pool of %d items", task, len(pair_rows), len(pool))
-            parts.append(
-                retrieve_candidates(
-                    pairs.select(pair_rows),
-                    corpus.select(pool),
-                    embedder,
-                    top_k=min(top_k, len(pool) - 1),
-                    batch_size=batch_size,
-                    show_progress=False,
-                )
+            retrieved = retrieve_candidates(
+                pairs.select(pair_rows),
+                corpus.select(pool),
+                embedder,
+                top_k=min(top_k, len(pool) - 1),
+                batch_size=batch_size,
+                show_progress=False,
             )
+            parts.append(retrieved.add_column("task", [task] * len(retrieved)))  # --negative_group_column task
         retrieved = datasets.concatenate_datasets(parts)
     else:
         retrieved = retrieve_candidates(
@@ -319,7 +321,10 @@ def _table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     # Flags this script does not know go to `unime-hf train-reranker` (e.g. --freeze_vision_tower false).
-    args, reranker_flags = make_parser().parse_known_args(argv)
+    parser = make_parser()
+    args, reranker_flags = parser.parse_known_args(argv)
+    if args.reranker and reranker_flags:
+        parser.error(f"{reranker_flags} train a reranker; --reranker measures a trained one (drop one or the other)")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     import torch
 
@@ -335,11 +340,14 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.embedding) if args.embedding else train_embedder(world, out, args.embedding_steps, args.seed)
     )
     embedder = UniMEEmbeddingModel.from_pretrained(embedding_path)
-    mined = mine(world, embedder, out, args.mine_top_k, args.batch_size, args.seed, args.mining_pools == "task")
-    start = str(backbone_checkpoint(embedding_path, out)) if args.reranker_init == "embedding" else None
-    reranker_path = train_reranker(
-        mined, out, args.reranker_config, args.reranker_steps, args.seed, reranker_flags, model=start
-    )
+    if args.reranker:
+        reranker_path = Path(args.reranker)
+    else:
+        mined = mine(world, embedder, out, args.mine_top_k, args.batch_size, args.seed, args.mining_pools == "task")
+        start = str(backbone_checkpoint(embedding_path, out)) if args.reranker_init == "embedding" else None
+        reranker_path = train_reranker(
+            mined, out, args.reranker_config, args.reranker_steps, args.seed, reranker_flags, model=start
+        )
     reranker = UniMEReranker.from_pretrained(reranker_path, batch_size=args.batch_size)
     results = evaluate(world, embedder, reranker, args)
     summary = {
