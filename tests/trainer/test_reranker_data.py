@@ -237,6 +237,9 @@ def test_random_negative_errors_name_what_is_wrong(grouped_mined):
     short = mined.map(lambda row, i: {"candidate_scores": [0.5]} if i == 0 else {}, with_indices=True)
     with pytest.raises(DataFormatError, match=r"row 0, column 'candidate_scores': 1 scores for 2 candidates"):
         build_reranker_rows(short, corpus, random_negative_ratio=1)
+    unscored = mined.map(lambda row, i: {"pos_score": None} if i == 3 else {}, with_indices=True)
+    with pytest.raises(DataFormatError, match=r"row 3, column 'pos_score': None is not a judge score"):
+        build_reranker_rows(unscored, corpus, random_negative_ratio=1)
     with pytest.raises(ValueError, match="`random_negative_ratio` must be a number >= 0, got -1"):
         build_reranker_rows(mined, corpus, random_negative_ratio=-1)
 

@@ -312,7 +312,10 @@ class RandomNegativePools:
                 ids, scores = example[CANDIDATE_IDS] or [], example[CANDIDATE_SCORES] or []
                 if len(ids) != len(scores):
                     raise row_error(source, row, CANDIDATE_SCORES, f"{len(scores)} scores for {len(ids)} candidates")
-                banned.update(c for c, score in zip(ids, scores) if score > example[POS_SCORE] - beta)
+                pos_score = example[POS_SCORE]
+                if isinstance(pos_score, bool) or not isinstance(pos_score, int | float):
+                    raise row_error(source, row, POS_SCORE, f"{pos_score!r} is not a judge score")
+                banned.update(c for c, score in zip(ids, scores) if score > pos_score - beta)
             excluded.append(banned)
         return excluded
 
