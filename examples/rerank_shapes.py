@@ -260,15 +260,15 @@ def evaluate(world: Path, embedder: Any, reranker: Any, args: argparse.Namespace
     runs += [(f"pointwise, interpolation {weight:g}", "pointwise", weight) for weight in args.interpolation]
     for label, mode, weight in runs:
         reranker.stats.update(listwise_queries=0, listwise_fallbacks=0)
-        ranked = _InMode(reranker, mode)
         result = evaluate_mmeb(
             sets,
             embedder,
             batch_size=args.batch_size,
             meta_tasks=meta_tasks,
             splits=splits,
-            reranker=ranked,
+            reranker=reranker,
             rerank_top_k=args.top_k,
+            rerank_mode=mode,
             rerank_interpolation=weight,
             max_queries=args.max_queries,
         )
@@ -284,17 +284,6 @@ def evaluate(world: Path, embedder: Any, reranker: Any, args: argparse.Namespace
             "stats": dict(reranker.stats),
         }
     return results
-
-
-class _InMode:
-    def __init__(self, reranker: Any, mode: str) -> None:
-        self.reranker, self.mode = reranker, mode
-
-    def rank(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[int]:
-        return self.reranker.rank(query, candidates, mode=self.mode)
-
-    def score(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[float]:
-        return self.reranker.score(query, candidates)
 
 
 def _table(results: dict[str, Any]) -> str:

@@ -226,6 +226,23 @@ def test_reranker_reorders_the_top_k():
         evaluate_mmeb(data, CountingEmbedder(), reranker=Broken(), rerank_top_k=2)
 
 
+def test_rerank_mode_is_passed_to_the_reranker():
+    class ModalReranker:
+        def __init__(self) -> None:
+            self.modes = []
+
+        def rank(self, query, candidates, mode="listwise"):
+            self.modes.append(mode)
+            return list(range(len(candidates))) if mode == "pointwise" else list(reversed(range(len(candidates))))
+
+    data = {"VOC2007": _rows([("q-cat", ["cat", "dog", "bird"])], "VOC2007")}
+    reranker = ModalReranker()
+    kept = evaluate_mmeb(data, CountingEmbedder(), reranker=reranker, rerank_top_k=2, rerank_mode="pointwise")
+    flipped = evaluate_mmeb(data, CountingEmbedder(), reranker=reranker, rerank_top_k=2)
+    assert reranker.modes == ["pointwise", "listwise"]
+    assert kept.predictions[0]["prediction"] == 0 and flipped.predictions[0]["prediction"] == 2
+
+
 class ScoringReranker:
     """Pointwise P(Yes) from a table; `rank` orders by it (the reranker alone)."""
 

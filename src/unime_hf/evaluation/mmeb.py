@@ -329,6 +329,7 @@ def evaluate_mmeb(
     ties: Ties = "strict",
     reranker: Reranker | None = None,
     rerank_top_k: int = 10,
+    rerank_mode: str | None = None,
     rerank_interpolation: float | None = None,
     max_queries: int | None = None,
     show_progress: bool = False,
@@ -356,6 +357,9 @@ def evaluate_mmeb(
             Reorders each query's top `rerank_top_k` candidates.
         rerank_top_k (`int`, *optional*, defaults to 10):
             Candidates handed to the reranker.
+        rerank_mode (`str`, *optional*):
+            Passed as `mode=` to `reranker.rank` ([`~unime_hf.rerank.UniMEReranker`]: `"listwise"` or
+            `"pointwise"`); `None` calls `rank(query, candidates)`.
         rerank_interpolation (`float`, *optional*):
             Order the top candidates by `z(similarity) + w * z(log-odds of P(Yes))` (standardised over the
             candidates; [`~unime_hf.rerank.interpolate_scores`]) instead of the reranker's order alone; needs a
@@ -420,6 +424,7 @@ def evaluate_mmeb(
             ties=ties,
             reranker=reranker,
             rerank_top_k=rerank_top_k,
+            rerank_mode=rerank_mode,
             rerank_interpolation=rerank_interpolation,
             show_progress=show_progress,
             encode_kwargs=encode_kwargs,
@@ -475,6 +480,7 @@ def _evaluate_dataset(
     ties: Ties,
     reranker: Reranker | None,
     rerank_top_k: int,
+    rerank_mode: str | None,
     rerank_interpolation: float | None,
     show_progress: bool,
     encode_kwargs: Mapping[str, Any] | None,
@@ -524,7 +530,8 @@ def _evaluate_dataset(
                 order,
                 rerank_top_k,
                 f"{name} row {row}",
-                similarities=scores.tolist(),
+                similarities=scores,
+                mode=rerank_mode,
                 interpolation=rerank_interpolation,
             )
         rank = gold_rank(order, same_as_gold.tolist())
@@ -559,13 +566,15 @@ def _rerank(
     order: list[int],
     top_k: int,
     where: str,
-    similarities: list[float],
+    similarities: Sequence[float],
+    mode: str | None = None,
     interpolation: float | None = None,
 ) -> list[int]:
     top = order[:top_k]
     items = [to_embedder_item(candidates[i]) for i in top]
     if interpolation is None:
-        permutation = reranker.rank(to_embedder_item(query), items)
+        options = {} if mode is None else {"mode": mode}
+        permutation = reranker.rank(to_embedder_item(query), items, **options)
     else:
         from unime_hf.rerank.interpolation import interpolated_order
 
@@ -573,7 +582,7 @@ def _rerank(
         if len(probabilities) != len(top):
             raise ValueError(f"{where}: reranker returned {len(probabilities)} scores for {len(top)} candidates")
         try:
-            permutation = interpolated_order([similarities[i] for i in top], probabilities, interpolation)
+            permutation = interpolated_order([float(similarities[i]) for i in top], probabilities, interpolation)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
     permutation = _check_permutation(permutation, len(top), where)

@@ -324,6 +324,7 @@ def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict
         ties=config.ties,
         reranker=reranker,
         rerank_top_k=int(config.rerank.get("top_k", 10)) if config.rerank else 10,
+        rerank_mode=config.rerank.get("mode", "listwise") if config.rerank else None,
         rerank_interpolation=config.rerank.get("interpolation") if config.rerank else None,
         max_queries=config.max_queries,
         show_progress=config.show_progress,
@@ -331,9 +332,9 @@ def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict
     if reranker is not None:
         result.metrics["reranker"] = {
             "model": str(config.rerank["model"]),
-            "mode": reranker.mode,
+            "mode": config.rerank.get("mode", "listwise"),
             "interpolation": config.rerank.get("interpolation"),
-            "stats": dict(getattr(reranker.reranker, "stats", {})),
+            "stats": dict(getattr(reranker, "stats", {})),
         }
     for name, paths in sources.items():
         result.metrics["datasets"][name]["path"] = [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
@@ -343,21 +344,7 @@ def _run_mmeb(config: EvalConfig, embedder: Any, output_dir: Path, results: dict
     results["predictions"]["mmeb"] = predictions.relative_to(output_dir).as_posix()
 
 
-class _RerankerWithMode:
-    """A [`~unime_hf.rerank.UniMEReranker`] as the evaluation's `rank(query, candidates)`, in one mode."""
-
-    def __init__(self, reranker: Any, mode: str) -> None:
-        self.reranker = reranker
-        self.mode = mode
-
-    def rank(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[int]:
-        return self.reranker.rank(query, candidates, mode=self.mode)
-
-    def score(self, query: dict[str, Any], candidates: list[dict[str, Any]]) -> list[float]:
-        return self.reranker.score(query, candidates)
-
-
-def _load_reranker(config: EvalConfig) -> _RerankerWithMode:
+def _load_reranker(config: EvalConfig) -> Any:
     import torch
 
     from unime_hf.rerank.reranker import UniMEReranker
@@ -366,8 +353,7 @@ def _load_reranker(config: EvalConfig) -> _RerankerWithMode:
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = {key: options[key] for key in ("batch_size", "rest_order") if key in options}
     logger.info("loading reranker %s on %s", options["model"], device)
-    reranker = UniMEReranker.from_pretrained(options["model"], device=device, **kwargs)
-    return _RerankerWithMode(reranker, options.get("mode", "listwise"))
+    return UniMEReranker.from_pretrained(options["model"], device=device, **kwargs)
 
 
 def _run_retrieval(config: EvalConfig, embedder: Any, output_dir: Path, results: dict[str, Any]) -> None:
